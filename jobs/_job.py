@@ -1,0 +1,218 @@
+"""One job: its main process, its process tree, its output log and its state."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+
+import anyio
+import anyio.abc
+import anyio.lowlevel
+
+from ._model import JobInfo, JobSpec, JobState, Stream
+from ._output import LogReader, OutputLog
+from ._process import ExitStatus, Process, clean_environment, spawn
+
+__all__ = ["DEFAULT_GRACE", "Job"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_GRACE = 10.0
+"""Seconds between SIGTERM and SIGKILL when a job is stopped."""
+DRAIN_AFTER_EXIT = 2.0
+"""How long output may still arrive once the main process exited and its tree was
+killed. Only a process that escaped the tree could hold a pipe open longer; it
+must not make followers hang."""
+READ_SIZE = 256 << 10
+
+
+class Job:
+    """A job from spawn to its final state. Created and run by a ``JobManager``."""
+
+    def __init__(
+        self,
+        job_id: str,
+        owner: str,
+        spec: JobSpec,
+        directory: Path,
+        *,
+        output_cap: int | None = None,
+    ) -> None:
+        self.id = job_id
+        self.owner = owner
+        self.spec = spec
+        self.directory = directory
+        self._log = OutputLog(directory / "output", cap=output_cap)
+        self._process: Process | None = None
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._state = JobState.RUNNING
+        self._stop_reason: JobState | None = None
+        self._status: ExitStatus | None = None
+        self._started_at = time.time()
+        self._ended_at: float | None = None
+        self._ended = anyio.Event()
+
+    def __repr__(self) -> str:
+        pid = self._process.pid if self._process else None
+        return (
+            f"<Job {self.id[:8]}… {self._state.name} pid={pid} owner={self.owner!r} "
+            f"followers={self._log.readers}>"
+        )
+
+    @property
+    def state(self) -> JobState:
+        return self._state
+
+    def info(self) -> JobInfo:
+        """A snapshot of the job's facts."""
+        status = self._status if self._state.is_final else None
+        return JobInfo(
+            id=self.id,
+            owner=self.owner,
+            spec=self.spec,
+            state=self._state,
+            pid=self._process.pid if self._process else None,
+            started_at=self._started_at,
+            ended_at=self._ended_at,
+            exit_code=status.code if status else None,
+            signal=status.signal if status else None,
+            output_bytes=self._log.end,
+            dropped_bytes=self._log.start,
+            lost_bytes=self._log.lost,
+        )
+
+    def reader(self, offset: int = 0, *, follow: bool = False) -> LogReader:
+        """A reader of the job's output from ``offset``; see ``OutputLog.reader``."""
+        return self._log.reader(offset, follow=follow)
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        """Spawn the job, report it started, and supervise it until it has ended.
+
+        Errors of the spawn (``CannotExecute``, ``InvalidArgument``) reach the
+        caller of ``TaskGroup.start``; nothing is left running after them.
+        """
+        try:
+            self._process = await spawn(
+                self.spec.argv, clean_environment(self.spec.env), self.spec.cwd
+            )
+        except BaseException:
+            self._log.close()
+            raise
+        self._started_at = time.time()
+        log.info("started %r: %s", self, self.spec.argv)
+        try:
+            await self._supervise(self._process, task_status)
+        finally:
+            # Only reached early by cancellation: nothing of the job may outlive us.
+            if not self._process.reaped:
+                self._process.signal_group(signal.SIGKILL)
+                self._status = self._process.reap()
+            self._finish()
+
+    async def stop(
+        self, grace: float | None = None, *, reason: JobState = JobState.STOPPED
+    ) -> JobInfo:
+        """SIGTERM the whole job, SIGKILL what is left after ``grace`` seconds.
+
+        Returns the final status once every process of the job is gone; stopping a
+        job that already ended just returns its status. The kill sequence belongs
+        to the job, not the caller: a caller cancelled meanwhile does not save the
+        job from its SIGKILL.
+        """
+        if not self._state.is_final and self._task_group is not None:
+            if self._stop_reason is None:
+                self._stop_reason = reason
+            self._task_group.start_soon(self._terminate, DEFAULT_GRACE if grace is None else grace)
+        await self._ended.wait()
+        return self.info()
+
+    async def wait(self) -> JobInfo:
+        """Wait until the job has ended and all its output is stored."""
+        await self._ended.wait()
+        return self.info()
+
+    async def _supervise(self, process: Process, task_status: anyio.abc.TaskStatus[None]) -> None:
+        async with anyio.create_task_group() as tg:
+            self._task_group = tg
+            pumps_done = _Countdown(2)
+            tg.start_soon(self._pump, process.stdout, Stream.STDOUT, pumps_done)
+            tg.start_soon(self._pump, process.stderr, Stream.STDERR, pumps_done)
+            if self.spec.timeout is not None:
+                tg.start_soon(self._expire, self.spec.timeout)
+            task_status.started()
+            await process.wait_exit()
+            # As systemd's KillMode=control-group: the tree goes with its main process.
+            process.signal_group(signal.SIGKILL)
+            self._status = process.reap()
+            with anyio.move_on_after(DRAIN_AFTER_EXIT):
+                await pumps_done.wait()
+            if not pumps_done.done:
+                log.warning("%r: a process outside the job's tree holds its output open", self)
+            tg.cancel_scope.cancel()
+
+    async def _pump(self, fd: int, stream: Stream, done: _Countdown) -> None:
+        try:
+            while True:
+                try:
+                    data = os.read(fd, READ_SIZE)
+                except BlockingIOError:
+                    await anyio.wait_readable(fd)
+                    continue
+                if not data:
+                    break
+                self._log.append(stream, data)
+                # A job that writes nonstop must not starve the event loop.
+                await anyio.lowlevel.checkpoint()
+        finally:
+            os.close(fd)
+            done.tick()
+
+    async def _expire(self, timeout: float) -> None:
+        await anyio.sleep(timeout)
+        if self._stop_reason is None:
+            self._stop_reason = JobState.TIMED_OUT
+        await self._terminate(DEFAULT_GRACE)
+
+    async def _terminate(self, grace: float) -> None:
+        assert self._process is not None
+        self._process.signal_group(signal.SIGTERM)
+        await anyio.sleep(grace)
+        self._process.signal_group(signal.SIGKILL)
+
+    def _finish(self) -> None:
+        if self._state.is_final:
+            return
+        self._log.close()
+        self._ended_at = time.time()
+        status = self._status
+        if self._stop_reason is not None:
+            self._state = self._stop_reason
+        elif status is not None and status.signal is not None:
+            self._state = JobState.SIGNALED
+        else:
+            self._state = JobState.EXITED
+        self._ended.set()
+        log.info("ended %r: %s", self, status)
+
+
+class _Countdown:
+    """An event set once ``tick`` has been called ``count`` times."""
+
+    def __init__(self, count: int) -> None:
+        self._left = count
+        self._event = anyio.Event()
+
+    @property
+    def done(self) -> bool:
+        return self._left == 0
+
+    def tick(self) -> None:
+        self._left -= 1
+        if self._left == 0:
+            self._event.set()
+
+    async def wait(self) -> None:
+        await self._event.wait()

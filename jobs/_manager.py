@@ -1,0 +1,189 @@
+"""The job manager: owns every job's task and process through one task group."""
+
+from __future__ import annotations
+
+import collections
+import functools
+import logging
+import shutil
+import uuid
+from pathlib import Path
+from types import TracebackType
+
+import anyio
+import anyio.abc
+
+from ._job import DEFAULT_GRACE, Job
+from ._model import JobInfo, JobSpec, JobState
+from ._output import LogReader
+from .errors import JobNotFound, ShuttingDown, TooManyJobs, TooManyStreams
+
+__all__ = [
+    "DEFAULT_MAX_RUNNING",
+    "DEFAULT_MAX_STREAMS",
+    "DEFAULT_OUTPUT_CAP",
+    "JobManager",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_RUNNING = 64
+"""Running jobs one account may have at once."""
+DEFAULT_MAX_STREAMS = 256
+"""Open log readers one account may have at once."""
+DEFAULT_OUTPUT_CAP = 1 << 30
+"""Bytes of output kept per job; older output is dropped first."""
+
+
+class JobManager:
+    """Runs jobs on behalf of accounts and keeps their records and output.
+
+    Use it as an async context manager: every job runs in the manager's task
+    group, and leaving the block stops every job that still runs (SIGTERM, grace,
+    SIGKILL), so no task or process outlives the manager.
+
+    Every lookup is scoped to an owner: another account's job is reported exactly
+    like an unknown one (``JobNotFound``).
+    """
+
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        max_running: int = DEFAULT_MAX_RUNNING,
+        max_streams: int = DEFAULT_MAX_STREAMS,
+        output_cap: int | None = DEFAULT_OUTPUT_CAP,
+        grace: float = DEFAULT_GRACE,
+    ) -> None:
+        self.state_dir = state_dir
+        self.max_running = max_running
+        self.max_streams = max_streams
+        self.output_cap = output_cap
+        self.grace = grace
+        self._jobs: dict[str, Job] = {}
+        self._running: collections.Counter[str] = collections.Counter()
+        self._streams: collections.Counter[str] = collections.Counter()
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._closing = False
+
+    def __repr__(self) -> str:
+        running = sum(self._running.values())
+        return f"<JobManager {self.state_dir} jobs={len(self._jobs)} running={running}>"
+
+    async def __aenter__(self) -> JobManager:
+        self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        (self.state_dir / "jobs").mkdir(mode=0o700, exist_ok=True)
+        self._task_group = anyio.create_task_group()
+        await self._task_group.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        assert self._task_group is not None
+        with anyio.CancelScope(shield=True):
+            await self.shutdown()
+        return await self._task_group.__aexit__(exc_type, exc, tb)
+
+    async def shutdown(self) -> None:
+        """Refuse new jobs and stop every running one, each with the manager's grace."""
+        self._closing = True
+        async with anyio.create_task_group() as tg:
+            for job in list(self._jobs.values()):
+                if not job.state.is_final:
+                    tg.start_soon(functools.partial(job.stop, self.grace, reason=JobState.SHUTDOWN))
+
+    async def start(self, spec: JobSpec, owner: str) -> JobInfo:
+        """Start a job for ``owner`` and return once its main process runs.
+
+        Raises ``TooManyJobs`` at the account's cap, ``CannotExecute`` or
+        ``InvalidArgument`` when the command cannot be started, ``ShuttingDown``
+        once the manager is closing.
+        """
+        if self._closing or self._task_group is None:
+            raise ShuttingDown
+        if self._running[owner] >= self.max_running:
+            raise TooManyJobs(owner, self.max_running)
+        job_id = str(uuid.uuid4())
+        job = Job(
+            job_id,
+            owner,
+            spec,
+            self.state_dir / "jobs" / job_id,
+            output_cap=self.output_cap,
+        )
+        self._running[owner] += 1  # held while spawning, so concurrent starts respect the cap
+        try:
+            # The job belongs to the manager: a caller cancelled meanwhile must not
+            # leave a half-started process behind.
+            with anyio.CancelScope(shield=True):
+                await self._task_group.start(self._run, job)
+        except BaseException:
+            self._release_running(owner)
+            shutil.rmtree(job.directory, ignore_errors=True)
+            raise
+        self._jobs[job_id] = job
+        return job.info()
+
+    def get(self, job_id: str, owner: str) -> Job:
+        """The job ``job_id`` of ``owner``; ``JobNotFound`` if there is none."""
+        job = self._jobs.get(job_id)
+        if job is None or job.owner != owner:
+            raise JobNotFound(job_id)
+        return job
+
+    def status(self, job_id: str, owner: str) -> JobInfo:
+        """A snapshot of one job."""
+        return self.get(job_id, owner).info()
+
+    def list(self, owner: str) -> list[JobInfo]:
+        """The owner's jobs, oldest first."""
+        return sorted(
+            (job.info() for job in self._jobs.values() if job.owner == owner),
+            key=lambda info: info.started_at,
+        )
+
+    async def stop(self, job_id: str, owner: str, grace: float | None = None) -> JobInfo:
+        """Stop a job (see ``Job.stop``) and return its final status."""
+        job = self.get(job_id, owner)
+        return await job.stop(self.grace if grace is None else grace)
+
+    async def wait(self, job_id: str, owner: str) -> JobInfo:
+        """Wait until a job has ended; return its final status."""
+        return await self.get(job_id, owner).wait()
+
+    def reader(
+        self, job_id: str, owner: str, offset: int = 0, *, follow: bool = False
+    ) -> LogReader:
+        """A reader of a job's output, counted against the owner's stream cap.
+
+        Close it (or use it as an async context manager) to release it.
+        """
+        job = self.get(job_id, owner)
+        if self._streams[owner] >= self.max_streams:
+            raise TooManyStreams(owner, self.max_streams)
+        reader = job.reader(offset, follow=follow)
+        self._streams[owner] += 1
+        reader.on_close(lambda: self._release_stream(owner))
+        return reader
+
+    async def _run(self, job: Job, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        try:
+            await job.run(task_status=task_status)
+        finally:
+            # A job that failed to spawn never became final; start() released it.
+            if job.state.is_final:
+                self._release_running(job.owner)
+
+    def _release_running(self, owner: str) -> None:
+        self._running[owner] -= 1
+        if self._running[owner] <= 0:
+            del self._running[owner]
+
+    def _release_stream(self, owner: str) -> None:
+        self._streams[owner] -= 1
+        if self._streams[owner] <= 0:
+            del self._streams[owner]

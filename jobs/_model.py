@@ -1,0 +1,221 @@
+"""The job model: the closed set of states, what a job is asked to do, and its facts."""
+
+from __future__ import annotations
+
+import enum
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from .errors import InvalidArgument
+
+__all__ = [
+    "Chunk",
+    "Gap",
+    "IoRate",
+    "JobInfo",
+    "JobSpec",
+    "JobState",
+    "Limits",
+    "Namespace",
+    "Stream",
+]
+
+
+class JobState(enum.Enum):
+    """Where a job is in its life. Every state but RUNNING is final."""
+
+    RUNNING = "running"
+    """The main process has been started and has not been reaped yet."""
+    EXITED = "exited"
+    """The main process exited on its own; ``exit_code`` says how."""
+    SIGNALED = "signaled"
+    """The main process was killed by a signal nobody here sent."""
+    STOPPED = "stopped"
+    """A user stopped the job."""
+    TIMED_OUT = "timed_out"
+    """The job ran past its timeout and was stopped."""
+    OOM_KILLED = "oom_killed"
+    """The kernel killed the job for exceeding its memory limit."""
+    SHUTDOWN = "shutdown"
+    """The server stopped the job while shutting down."""
+    LOST = "lost"
+    """The server crashed while the job ran; its end was never observed."""
+
+    @property
+    def is_final(self) -> bool:
+        """Whether the job has ended."""
+        return self is not JobState.RUNNING
+
+
+class Stream(enum.IntEnum):
+    """Which pipe a piece of output came from."""
+
+    STDOUT = 1
+    STDERR = 2
+
+
+class Namespace(enum.Enum):
+    """A Linux namespace a job can be isolated in."""
+
+    PID = "pid"
+    MOUNT = "mount"
+    NET = "net"
+
+
+@dataclass(frozen=True, slots=True)
+class IoRate:
+    """A disk bandwidth limit: bytes per second on one block device.
+
+    ``device`` is a block device path or ``MAJ:MIN``; ``None`` means the device
+    holding the job's working directory.
+    """
+
+    bytes_per_second: int
+    device: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Resource limits of one job; ``None`` (or empty) means unlimited."""
+
+    cpu: float | None = None
+    """CPU time in cores, e.g. 0.5."""
+    memory: int | None = None
+    """Memory in bytes."""
+    pids: int | None = None
+    """Maximum number of processes (and threads) alive at once."""
+    io_read: tuple[IoRate, ...] = ()
+    io_write: tuple[IoRate, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.cpu is not None and not (math.isfinite(self.cpu) and self.cpu > 0):
+            raise InvalidArgument(f"cpu limit must be a positive number of cores, not {self.cpu}")
+        if self.memory is not None and self.memory < MIN_MEMORY_LIMIT:
+            raise InvalidArgument(
+                f"memory limit must be at least {MIN_MEMORY_LIMIT} bytes, not {self.memory}"
+            )
+        if self.pids is not None and self.pids < 1:
+            raise InvalidArgument(f"process limit must be at least 1, not {self.pids}")
+        for rate in (*self.io_read, *self.io_write):
+            if rate.bytes_per_second < 1:
+                raise InvalidArgument(f"IO rate must be positive, not {rate.bytes_per_second}")
+            if rate.device is not None and not rate.device:
+                raise InvalidArgument("IO rate device must not be empty")
+
+    @property
+    def empty(self) -> bool:
+        """Whether no limit at all is asked for."""
+        return self == Limits()
+
+
+MIN_MEMORY_LIMIT = 1 << 20
+"""Below a mebibyte no process can even start; such a limit is a mistake."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """What to run and how. Validated on construction.
+
+    ``env`` holds ``(name, value)`` pairs added to the default environment (PATH,
+    LANG, HOME), which they may override; a name given twice is an error.
+    """
+
+    argv: tuple[str, ...]
+    env: tuple[tuple[str, str], ...] = ()
+    cwd: str | None = None
+    timeout: float | None = None
+    limits: Limits = field(default_factory=Limits)
+    isolation: frozenset[Namespace] = frozenset()
+
+    def __post_init__(self) -> None:
+        if not self.argv or not self.argv[0]:
+            raise InvalidArgument("the command is empty")
+        for arg in self.argv:
+            if "\0" in arg:
+                raise InvalidArgument("the command contains a NUL byte")
+        seen: set[str] = set()
+        for name, value in self.env:
+            if not name or "=" in name or "\0" in name:
+                raise InvalidArgument(f"bad environment variable name {name!r}")
+            if "\0" in value:
+                raise InvalidArgument(f"environment variable {name} contains a NUL byte")
+            if name in seen:
+                raise InvalidArgument(f"environment variable {name} is given twice")
+            seen.add(name)
+        if self.cwd is not None and ("\0" in self.cwd or not self.cwd):
+            raise InvalidArgument("bad working directory")
+        if self.timeout is not None and not (math.isfinite(self.timeout) and self.timeout > 0):
+            raise InvalidArgument(
+                f"timeout must be a positive number of seconds, not {self.timeout}"
+            )
+        _check_exec_size(self.argv, self.env)
+
+
+# The kernel refuses any single argument or "NAME=value" longer than 32 pages.
+_MAX_ARG_STRLEN = 32 * 4096
+
+
+def _check_exec_size(argv: Sequence[str], env: Sequence[tuple[str, str]]) -> None:
+    strings = [*argv, *(f"{k}={v}" for k, v in env)]
+    total = 0
+    for s in strings:
+        size = len(s.encode("utf-8", "surrogateescape")) + 1
+        if size > _MAX_ARG_STRLEN:
+            raise InvalidArgument(
+                f"an argument or environment entry is {size} bytes; the kernel's limit is "
+                f"{_MAX_ARG_STRLEN}"
+            )
+        total += size + 8  # each string also costs a pointer in the new stack
+    arg_max = os.sysconf("SC_ARG_MAX")
+    if total > arg_max:
+        raise InvalidArgument(
+            f"the command and environment are {total} bytes; the kernel's limit is {arg_max}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class JobInfo:
+    """A snapshot of one job's facts."""
+
+    id: str
+    owner: str
+    spec: JobSpec
+    state: JobState
+    pid: int | None
+    started_at: float
+    """Seconds since the epoch."""
+    ended_at: float | None = None
+    exit_code: int | None = None
+    """Set when the main process exited normally."""
+    signal: int | None = None
+    """Set when the main process was killed by a signal."""
+    output_bytes: int = 0
+    """Bytes of output captured so far (stdout and stderr)."""
+    dropped_bytes: int = 0
+    """Bytes of the oldest output no longer kept (retention cap)."""
+    lost_bytes: int = 0
+    """Bytes read from the job but not stored (the state disk was full)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """A piece of output: where it starts in the job's output, which pipe, and when."""
+
+    offset: int
+    stream: Stream
+    time_ns: int
+    data: bytes
+
+    @property
+    def end(self) -> int:
+        return self.offset + len(self.data)
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Output a reader asked for that is no longer kept: ``size`` bytes from ``offset``."""
+
+    offset: int
+    size: int

@@ -1,0 +1,92 @@
+"""Expected errors of the job core, one class per condition.
+
+Each carries its facts as attributes and builds its message in ``__init__``. The
+gRPC service maps these classes to status codes in one table; the CLI maps status
+codes to messages and exit codes in one place. Anything else escaping is a bug.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CannotExecute",
+    "InvalidArgument",
+    "JobNotFound",
+    "JobsError",
+    "LimitUnsupported",
+    "OffsetOutOfRange",
+    "ShuttingDown",
+    "TooManyJobs",
+    "TooManyStreams",
+]
+
+
+class JobsError(Exception):
+    """Base class of every expected error of the job core."""
+
+
+class InvalidArgument(JobsError):
+    """The request itself is malformed: empty argv, NUL bytes, a bad limit or env entry."""
+
+
+class CannotExecute(JobsError):
+    """The command or its working directory cannot be executed on this host."""
+
+    def __init__(self, subject: str, reason: str) -> None:
+        self.subject = subject
+        self.reason = reason
+        super().__init__(f"{subject}: {reason}")
+
+
+class LimitUnsupported(JobsError):
+    """A requested limit or isolation cannot be enforced on this host."""
+
+    def __init__(self, limit: str, reason: str) -> None:
+        self.limit = limit
+        self.reason = reason
+        super().__init__(f"{limit} cannot be enforced here: {reason}")
+
+
+class JobNotFound(JobsError):
+    """No job with this id is visible to the caller.
+
+    The message is the same for an unknown id, a malformed id and another
+    account's job, so that the answer never tells whether a job exists.
+    """
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        super().__init__("job not found")
+
+
+class OffsetOutOfRange(JobsError):
+    """A log read asked for an offset past the end of the output."""
+
+    def __init__(self, offset: int, end: int) -> None:
+        self.offset = offset
+        self.end = end
+        super().__init__(f"offset {offset} is past the end of the output ({end} bytes)")
+
+
+class TooManyJobs(JobsError):
+    """The account already has as many running jobs as it may."""
+
+    def __init__(self, owner: str, limit: int) -> None:
+        self.owner = owner
+        self.limit = limit
+        super().__init__(f"account {owner!r} already has {limit} running jobs")
+
+
+class TooManyStreams(JobsError):
+    """The account already has as many open log streams as it may."""
+
+    def __init__(self, owner: str, limit: int) -> None:
+        self.owner = owner
+        self.limit = limit
+        super().__init__(f"account {owner!r} already has {limit} open log streams")
+
+
+class ShuttingDown(JobsError):
+    """The manager is shutting down and takes no new jobs."""
+
+    def __init__(self) -> None:
+        super().__init__("the server is shutting down")
