@@ -5,16 +5,18 @@
 
 from __future__ import annotations
 
+import filecmp
+
 import nox
 
 nox.needs_version = ">=2025.2.9"
-nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.sessions = ["tests", "lint", "typecheck", "proto-check"]
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_external_run = True
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
-CODE = ["jobs", "tests", "noxfile.py"]
+CODE = ["jobs", "pki", "tests", "noxfile.py"]
 
 
 @nox.session
@@ -39,3 +41,54 @@ def typecheck(session: nox.Session) -> None:
     session.install(".", *nox.project.dependency_groups(PYPROJECT, "typecheck"))
     session.run("mypy", *CODE)
     session.run("lint-imports")
+
+
+PROTO_OUT = "gen"
+
+
+def _generate(session: nox.Session, out: str) -> None:
+    session.install(*nox.project.dependency_groups(PYPROJECT, "proto"))
+    session.run(
+        "python",
+        "-m",
+        "grpc_tools.protoc",
+        "-I.",
+        f"--python_betterproto_out={out}",
+        f"--python_out={out}",
+        f"--pyi_out={out}",
+        "service.proto",
+    )
+
+
+@nox.session
+def proto(session: nox.Session) -> None:
+    """Regenerate gen/ from service.proto (betterproto stubs and protobuf descriptors)."""
+    import shutil
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as out:
+        _generate(session, out)
+        shutil.rmtree(PROTO_OUT, ignore_errors=True)
+        shutil.copytree(out, PROTO_OUT)
+
+
+@nox.session(name="proto-check")
+def proto_check(session: nox.Session) -> None:
+    """Fail if gen/ is not exactly what service.proto generates."""
+    import filecmp
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as out:
+        _generate(session, out)
+        comparison = filecmp.dircmp(out, PROTO_OUT)
+        stale = _differences(comparison)
+    if stale:
+        session.error(f"gen/ is stale ({', '.join(stale)}): run `nox -s proto` and commit")
+
+
+def _differences(comparison: filecmp.dircmp[str]) -> list[str]:
+    found = [*comparison.left_only, *comparison.right_only, *comparison.diff_files]
+    found = [name for name in found if name != "__pycache__"]
+    for sub in comparison.subdirs.values():
+        found.extend(_differences(sub))
+    return found

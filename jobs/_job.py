@@ -104,7 +104,10 @@ class Job:
         self._started_at = time.time()
         log.info("started %r: %s", self, self.spec.argv)
         try:
-            await self._supervise(self._process, task_status)
+            # Shielded: a job ends by stop(), timeout or its own exit, never because
+            # whoever started it was cancelled. Its manager stops it on the way out.
+            with anyio.CancelScope(shield=True):
+                await self._supervise(self._process, task_status)
         finally:
             # Only reached early by cancellation: nothing of the job may outlive us.
             if not self._process.reaped:
@@ -115,7 +118,8 @@ class Job:
     async def stop(
         self, grace: float | None = None, *, reason: JobState = JobState.STOPPED
     ) -> JobInfo:
-        """SIGTERM the whole job, SIGKILL what is left after ``grace`` seconds.
+        """SIGTERM the whole job, SIGKILL what is left after ``grace`` seconds
+        (at once for a grace of zero).
 
         Returns the final status once every process of the job is gone; stopping a
         job that already ended just returns its status. The kill sequence belongs
@@ -135,23 +139,26 @@ class Job:
         return self.info()
 
     async def _supervise(self, process: Process, task_status: anyio.abc.TaskStatus[None]) -> None:
-        async with anyio.create_task_group() as tg:
-            self._task_group = tg
-            pumps_done = _Countdown(2)
-            tg.start_soon(self._pump, process.stdout, Stream.STDOUT, pumps_done)
-            tg.start_soon(self._pump, process.stderr, Stream.STDERR, pumps_done)
-            if self.spec.timeout is not None:
-                tg.start_soon(self._expire, self.spec.timeout)
-            task_status.started()
-            await process.wait_exit()
-            # As systemd's KillMode=control-group: the tree goes with its main process.
-            process.signal_group(signal.SIGKILL)
-            self._status = process.reap()
-            with anyio.move_on_after(DRAIN_AFTER_EXIT):
-                await pumps_done.wait()
-            if not pumps_done.done:
-                log.warning("%r: a process outside the job's tree holds its output open", self)
-            tg.cancel_scope.cancel()
+        try:
+            async with anyio.create_task_group() as tg:
+                self._task_group = tg
+                pumps_done = _Countdown(2)
+                tg.start_soon(self._pump, process.stdout, Stream.STDOUT, pumps_done)
+                tg.start_soon(self._pump, process.stderr, Stream.STDERR, pumps_done)
+                if self.spec.timeout is not None:
+                    tg.start_soon(self._expire, self.spec.timeout)
+                task_status.started()
+                await process.wait_exit()
+                # As systemd's KillMode=control-group: the tree goes with its main process.
+                process.signal_group(signal.SIGKILL)
+                self._status = process.reap()
+                with anyio.move_on_after(DRAIN_AFTER_EXIT):
+                    await pumps_done.wait()
+                if not pumps_done.done:
+                    log.warning("%r: a process outside the job's tree holds its output open", self)
+                tg.cancel_scope.cancel()
+        finally:
+            self._task_group = None  # stop() from now on just waits for the end
 
     async def _pump(self, fd: int, stream: Stream, done: _Countdown) -> None:
         try:
@@ -178,8 +185,9 @@ class Job:
 
     async def _terminate(self, grace: float) -> None:
         assert self._process is not None
-        self._process.signal_group(signal.SIGTERM)
-        await anyio.sleep(grace)
+        if grace > 0:  # no grace at all: straight to SIGKILL
+            self._process.signal_group(signal.SIGTERM)
+            await anyio.sleep(grace)
         self._process.signal_group(signal.SIGKILL)
 
     def _finish(self) -> None:

@@ -16,7 +16,13 @@ import anyio.abc
 from ._job import DEFAULT_GRACE, Job
 from ._model import JobInfo, JobSpec, JobState
 from ._output import LogReader
-from .errors import JobNotFound, ShuttingDown, TooManyJobs, TooManyStreams
+from .errors import (
+    JobNotFound,
+    LimitUnsupported,
+    ShuttingDown,
+    TooManyJobs,
+    TooManyStreams,
+)
 
 __all__ = [
     "DEFAULT_MAX_RUNNING",
@@ -100,13 +106,19 @@ class JobManager:
         """Start a job for ``owner`` and return once its main process runs.
 
         Raises ``TooManyJobs`` at the account's cap, ``CannotExecute`` or
-        ``InvalidArgument`` when the command cannot be started, ``ShuttingDown``
-        once the manager is closing.
+        ``InvalidArgument`` when the command cannot be started,
+        ``LimitUnsupported`` for limits or isolation it cannot enforce, and
+        ``ShuttingDown`` once the manager is closing.
         """
         if self._closing or self._task_group is None:
             raise ShuttingDown
         if self._running[owner] >= self.max_running:
             raise TooManyJobs(owner, self.max_running)
+        # Never silently dropped: a limit this manager cannot enforce fails the call.
+        if not spec.limits.empty:
+            raise LimitUnsupported("resource limits", "this server has no cgroup support")
+        if spec.isolation:
+            raise LimitUnsupported("namespace isolation", "this server has no namespace support")
         job_id = str(uuid.uuid4())
         job = Job(
             job_id,

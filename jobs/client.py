@@ -1,0 +1,72 @@
+"""Connecting to a jobs server: a channel over mutual TLS, and connection errors made plain.
+
+The generated stub (``gen.jobs.v1.JobServiceStub``) does the calls; this module
+builds its channel and turns the ways a connection fails into ``ConnectionFailed``
+with a message a person can act on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+
+from grpclib.client import Channel
+from grpclib.exceptions import StreamTerminatedError
+
+from ._tls import client_context
+
+__all__ = ["ConnectionFailed", "connection_errors", "open_channel"]
+
+HANDSHAKE_REFUSED = (
+    "the server closed the connection during the TLS handshake: check the certificate, key and CA"
+)
+
+
+class ConnectionFailed(Exception):
+    """The server could not be reached, or refused our connection."""
+
+
+def open_channel(host: str, port: int, *, ca: Path, cert: Path, key: Path) -> Channel:
+    """A channel to ``host:port`` presenting ``cert`` and verifying the server against ``ca``.
+
+    Build it inside the running event loop: grpclib binds a channel to it.
+    """
+    try:
+        context = client_context(ca, cert, key)
+    except FileNotFoundError as exc:
+        raise ConnectionFailed(f"cannot read {exc.filename}: no such file") from None
+    except (ssl.SSLError, OSError) as exc:
+        raise ConnectionFailed(f"cannot load the client certificate, key or CA: {exc}") from None
+    return Channel(host, port, ssl=context)
+
+
+@contextlib.contextmanager
+def connection_errors(address: str) -> Iterator[None]:
+    """Turn connection failures inside the block into ``ConnectionFailed``.
+
+    grpclib cancels the calling task when the connection drops and leaves it
+    marked as cancelled; that mark is removed here, so that the caller's own
+    cancel scopes keep working.
+    """
+    try:
+        yield
+    except StreamTerminatedError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            task.uncancel()
+        # Under TLS 1.3 a refused client certificate shows up here, after the
+        # client's side of the handshake has completed.
+        raise ConnectionFailed(HANDSHAKE_REFUSED) from None
+    except ssl.SSLCertVerificationError as exc:
+        raise ConnectionFailed(
+            f"the server's certificate is not trusted: {exc.verify_message}"
+        ) from None
+    except ssl.SSLError as exc:
+        raise ConnectionFailed(f"TLS with {address} failed: {exc.reason or exc}") from None
+    except ConnectionRefusedError:
+        raise ConnectionFailed(f"cannot connect to {address}: is the server running?") from None
+    except OSError as exc:
+        raise ConnectionFailed(f"cannot connect to {address}: {exc.strerror or exc}") from None

@@ -1,0 +1,159 @@
+"""The jobs server: the job service, health and reflection on grpclib, behind mutual TLS."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+import anyio.abc
+from grpclib.config import Configuration
+from grpclib.events import RecvRequest, listen
+from grpclib.health.service import Health
+from grpclib.reflection.service import ServerReflection
+from grpclib.server import Server
+
+import gen.service_pb2  # noqa: F401  (registers the descriptors that reflection serves)
+
+from . import _grpclib
+from ._auth import DEFAULT_ROLE_OID, Role
+from ._guard import Guard, Policy
+from ._job import DEFAULT_GRACE
+from ._manager import DEFAULT_MAX_RUNNING, DEFAULT_MAX_STREAMS, DEFAULT_OUTPUT_CAP, JobManager
+from ._tls import server_context
+from .service import JobService
+
+__all__ = ["DEFAULT_ADDRESS", "ServerConfig", "serve"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ADDRESS = ("127.0.0.1", 50051)
+MAX_RUN_REQUEST = 1 << 20
+MAX_REQUEST = 64 << 10
+HANDSHAKE_TIMEOUT = 10.0
+KEEPALIVE_TIME = 30.0
+"""Seconds of silence before the server pings a client; with the timeout below a
+dead peer is found within 50 s."""
+KEEPALIVE_TIMEOUT = 20.0
+CLOSE_TIMEOUT = 5.0
+"""grpclib's own close can hang on a stuck connection: bounded."""
+
+_SERVICE = "/jobs.v1.JobService/"
+_ROLES = {
+    "Run": Role.FULL,
+    "Stop": Role.FULL,
+    "Status": Role.READONLY,
+    "List": Role.READONLY,
+    "Logs": Role.READONLY,
+    "Wait": Role.READONLY,
+}
+
+
+@dataclass
+class ServerConfig:
+    """Everything ``serve`` needs; the defaults are the production defaults."""
+
+    cert: Path
+    key: Path
+    ca: Path
+    state_dir: Path
+    host: str = DEFAULT_ADDRESS[0]
+    port: int = DEFAULT_ADDRESS[1]
+    role_oid: str = DEFAULT_ROLE_OID
+    max_running: int = DEFAULT_MAX_RUNNING
+    max_streams: int = DEFAULT_MAX_STREAMS
+    output_cap: int | None = DEFAULT_OUTPUT_CAP
+    grace: float = DEFAULT_GRACE
+    max_run_request: int = MAX_RUN_REQUEST
+    max_request: int = MAX_REQUEST
+    handshake_timeout: float = HANDSHAKE_TIMEOUT
+    keepalive_time: float = KEEPALIVE_TIME
+    keepalive_timeout: float = KEEPALIVE_TIMEOUT
+
+
+def policies(config: ServerConfig) -> tuple[dict[str, Policy], Policy]:
+    """Per-method policies, and the default for every other method.
+
+    Health answers any client that passed the TLS handshake (probes carry a CA
+    certificate but need no role); reflection, like every other call, needs a
+    certificate with a role.
+    """
+    table = {
+        _SERVICE + name: Policy(
+            role, config.max_run_request if name == "Run" else config.max_request
+        )
+        for name, role in _ROLES.items()
+    }
+    health = Policy(None, config.max_request)
+    table["/grpc.health.v1.Health/Check"] = health
+    table["/grpc.health.v1.Health/Watch"] = health
+    return table, Policy(Role.READONLY, config.max_request)
+
+
+async def serve(
+    config: ServerConfig,
+    *,
+    setup: Callable[[Server], None] | None = None,
+    task_status: anyio.abc.TaskStatus[tuple[str, int]] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until cancelled; report the address actually bound through ``task_status``.
+
+    ``setup`` is called with the grpclib server before it starts, to add event
+    listeners (metrics, tests). Leaving stops the listener, then every running job
+    (see ``JobManager``).
+    """
+    context = server_context(config.cert, config.key, config.ca)
+    sock = _bind(config.host, config.port)
+    async with JobManager(
+        config.state_dir,
+        max_running=config.max_running,
+        max_streams=config.max_streams,
+        output_cap=config.output_cap,
+        grace=config.grace,
+    ) as manager:
+        jobs = JobService(manager)
+        # Built here, inside the running loop: grpclib binds to the loop it is created in.
+        server = Server(
+            ServerReflection.extend([jobs, Health({jobs: []})]),
+            config=Configuration(
+                _keepalive_time=config.keepalive_time,
+                _keepalive_timeout=config.keepalive_timeout,
+                _keepalive_permit_without_calls=True,
+                _http2_max_pings_without_data=0,
+            ),
+        )
+        table, default = policies(config)
+        listen(server, RecvRequest, Guard(table, default, config.role_oid).on_request)
+        if setup is not None:
+            setup(server)
+        await _grpclib.start_server(server, sock, context, config.handshake_timeout)
+        host, port = sock.getsockname()[:2]
+        log.info("listening on %s:%d (state in %s)", host, port, config.state_dir)
+        try:
+            task_status.started((host, port))
+            await anyio.sleep_forever()
+        finally:
+            with anyio.CancelScope(shield=True):
+                server.close()
+                with anyio.move_on_after(CLOSE_TIMEOUT):
+                    await server.wait_closed()
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A listening socket; bound here so that port 0 reports the port it got."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(1024)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock

@@ -1,0 +1,29 @@
+"""Certificate authority tooling for jobs: a CA, server and client certificates.
+
+Keys are ECDSA P-256. A client certificate names its account in the subject CN
+and its role in a non-critical extension (``ROLE_OID`` by default) whose value is
+a DER UTF8String, ``readonly`` or ``full``. This package depends on
+``cryptography`` only; the server reads the role with ``jobs``' own parser.
+"""
+
+from ._ca import DEFAULT_ROLE_OID as DEFAULT_ROLE_OID
+from ._ca import ROLES as ROLES
+from ._ca import Identity as Identity
+from ._ca import create_ca as create_ca
+from ._ca import issue_client as issue_client
+from ._ca import issue_server as issue_server
+from ._ca import load_identity as load_identity
+from ._ca import role_extension as role_extension
+from ._ca import write_identity as write_identity
+
+__all__ = [
+    "DEFAULT_ROLE_OID",
+    "ROLES",
+    "Identity",
+    "create_ca",
+    "issue_client",
+    "issue_server",
+    "load_identity",
+    "role_extension",
+    "write_identity",
+]
