@@ -16,7 +16,7 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_external_run = True
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
-CODE = ["jobs", "pki", "tests", "noxfile.py"]
+CODE = ["jobs", "cli", "pki", "tests", "noxfile.py"]
 
 
 @nox.session

@@ -140,12 +140,14 @@ class RunResponse(_message.Message):
     def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ...) -> None: ...
 
 class StopRequest(_message.Message):
-    __slots__ = ("job_id", "grace_seconds")
+    __slots__ = ("job_id", "grace_seconds", "signal")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     GRACE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SIGNAL_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     grace_seconds: float
-    def __init__(self, job_id: _Optional[str] = ..., grace_seconds: _Optional[float] = ...) -> None: ...
+    signal: int
+    def __init__(self, job_id: _Optional[str] = ..., grace_seconds: _Optional[float] = ..., signal: _Optional[int] = ...) -> None: ...
 
 class StopResponse(_message.Message):
     __slots__ = ("job",)

@@ -116,10 +116,14 @@ class Job:
             self._finish()
 
     async def stop(
-        self, grace: float | None = None, *, reason: JobState = JobState.STOPPED
+        self,
+        grace: float | None = None,
+        *,
+        sig: int = signal.SIGTERM,
+        reason: JobState = JobState.STOPPED,
     ) -> JobInfo:
-        """SIGTERM the whole job, SIGKILL what is left after ``grace`` seconds
-        (at once for a grace of zero).
+        """Send ``sig`` (SIGTERM) to the whole job, SIGKILL what is left after
+        ``grace`` seconds (at once for a grace of zero).
 
         Returns the final status once every process of the job is gone; stopping a
         job that already ended just returns its status. The kill sequence belongs
@@ -129,7 +133,9 @@ class Job:
         if not self._state.is_final and self._task_group is not None:
             if self._stop_reason is None:
                 self._stop_reason = reason
-            self._task_group.start_soon(self._terminate, DEFAULT_GRACE if grace is None else grace)
+            self._task_group.start_soon(
+                self._terminate, DEFAULT_GRACE if grace is None else grace, sig
+            )
         await self._ended.wait()
         return self.info()
 
@@ -183,10 +189,10 @@ class Job:
             self._stop_reason = JobState.TIMED_OUT
         await self._terminate(DEFAULT_GRACE)
 
-    async def _terminate(self, grace: float) -> None:
+    async def _terminate(self, grace: float, sig: int = signal.SIGTERM) -> None:
         assert self._process is not None
         if grace > 0:  # no grace at all: straight to SIGKILL
-            self._process.signal_group(signal.SIGTERM)
+            self._process.signal_group(sig)
             await anyio.sleep(grace)
         self._process.signal_group(signal.SIGKILL)
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import collections
 import functools
 import logging
+import math
 import shutil
+import signal
 import uuid
 from pathlib import Path
 from types import TracebackType
@@ -17,6 +19,7 @@ from ._job import DEFAULT_GRACE, Job
 from ._model import JobInfo, JobSpec, JobState
 from ._output import LogReader
 from .errors import (
+    InvalidArgument,
     JobNotFound,
     LimitUnsupported,
     ShuttingDown,
@@ -158,10 +161,22 @@ class JobManager:
             key=lambda info: info.started_at,
         )
 
-    async def stop(self, job_id: str, owner: str, grace: float | None = None) -> JobInfo:
-        """Stop a job (see ``Job.stop``) and return its final status."""
+    async def stop(
+        self, job_id: str, owner: str, grace: float | None = None, sig: int | None = None
+    ) -> JobInfo:
+        """Stop a job (see ``Job.stop``) and return its final status.
+
+        ``sig`` is the first signal (SIGTERM by default); ``InvalidArgument`` if it
+        is not a signal, or a negative or non-finite grace.
+        """
         job = self.get(job_id, owner)
-        return await job.stop(self.grace if grace is None else grace)
+        if grace is not None and not (math.isfinite(grace) and grace >= 0):
+            raise InvalidArgument(f"grace must be zero or more seconds, not {grace}")
+        if sig is not None and sig not in signal.valid_signals():
+            raise InvalidArgument(f"{sig} is not a signal")
+        return await job.stop(
+            self.grace if grace is None else grace, sig=signal.SIGTERM if sig is None else sig
+        )
 
     async def wait(self, job_id: str, owner: str) -> JobInfo:
         """Wait until a job has ended; return its final status."""

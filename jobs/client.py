@@ -66,6 +66,8 @@ def connection_errors(address: str) -> Iterator[None]:
         ) from None
     except ssl.SSLError as exc:
         raise ConnectionFailed(f"TLS with {address} failed: {exc.reason or exc}") from None
+    except BrokenPipeError:
+        raise  # our own stdout closed (`jobs logs ID | head`), not the connection
     except ConnectionRefusedError:
         raise ConnectionFailed(f"cannot connect to {address}: is the server running?") from None
     except OSError as exc:

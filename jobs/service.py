@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import math
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -42,10 +41,12 @@ class JobService(pb.JobServiceBase):
         return pb.RunResponse(job=job_message(info))
 
     async def stop(self, stop_request: pb.StopRequest) -> pb.StopResponse:
-        grace = stop_request.grace_seconds
-        if grace is not None and not (math.isfinite(grace) and grace >= 0):
-            raise InvalidArgument(f"grace must be zero or more seconds, not {grace}")
-        info = await self._manager.stop(stop_request.job_id, current_principal().account, grace)
+        info = await self._manager.stop(
+            stop_request.job_id,
+            current_principal().account,
+            stop_request.grace_seconds,
+            stop_request.signal,
+        )
         return pb.StopResponse(job=job_message(info))
 
     async def status(self, status_request: pb.StatusRequest) -> pb.StatusResponse:

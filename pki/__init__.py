@@ -6,6 +6,7 @@ a DER UTF8String, ``readonly`` or ``full``. This package depends on
 ``cryptography`` only; the server reads the role with ``jobs``' own parser.
 """
 
+from ._ca import CLIENT_DAYS as CLIENT_DAYS
 from ._ca import DEFAULT_ROLE_OID as DEFAULT_ROLE_OID
 from ._ca import ROLES as ROLES
 from ._ca import Identity as Identity
@@ -15,14 +16,21 @@ from ._ca import issue_server as issue_server
 from ._ca import load_identity as load_identity
 from ._ca import role_extension as role_extension
 from ._ca import write_identity as write_identity
+from ._home import ensure_development_pki as ensure_development_pki
+from ._home import init_authority as init_authority
+from ._home import load_authority as load_authority
 
 __all__ = [
+    "CLIENT_DAYS",
     "DEFAULT_ROLE_OID",
     "ROLES",
     "Identity",
     "create_ca",
+    "ensure_development_pki",
+    "init_authority",
     "issue_client",
     "issue_server",
+    "load_authority",
     "load_identity",
     "role_extension",
     "write_identity",

@@ -194,8 +194,14 @@ class StopRequest(betterproto.Message):
     job_id: str = betterproto.string_field(1)
     grace_seconds: Optional[float] = betterproto.double_field(2, optional=True)
     """
-    Seconds between SIGTERM and SIGKILL; the server's default (10) when unset,
-     0 to SIGKILL at once.
+    Seconds between the first signal and SIGKILL; the server's default (10) when
+     unset, 0 to SIGKILL at once.
+    """
+
+    signal: Optional[int] = betterproto.int32_field(3, optional=True)
+    """
+    The first signal sent to every process of the job (SIGTERM, 15, when unset),
+     e.g. 2 for SIGINT or 1 for SIGHUP. SIGKILL follows after the grace.
     """
 
 

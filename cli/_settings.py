@@ -1,0 +1,50 @@
+"""Where things are: the jobs home, the default identity and address, and their variables."""
+
+from __future__ import annotations
+
+import getpass
+import os
+from pathlib import Path
+
+import asyncclick as click
+
+__all__ = [
+    "DEFAULT_ADDR",
+    "home",
+    "local_user",
+    "parse_address",
+    "pki_dir",
+]
+
+DEFAULT_ADDR = "127.0.0.1:50051"
+
+
+def home() -> Path:
+    """``JOBS_HOME``; else ``/var/lib/jobs`` for root and ``~/.local/share/jobs`` for others."""
+    if value := os.environ.get("JOBS_HOME"):
+        return Path(value)
+    if os.geteuid() == 0:
+        return Path("/var/lib/jobs")
+    return Path.home() / ".local" / "share" / "jobs"
+
+
+def pki_dir() -> Path:
+    return home() / "pki"
+
+
+def local_user() -> str:
+    """The name of the local user, whose identity ``jobs serve`` makes on first start."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid{os.getuid()}"
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT`` for IPv6) as a host and a port."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise click.BadParameter(f"{text!r} is not HOST:PORT")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(port)

@@ -1,0 +1,59 @@
+"""``jobs kill``: stop jobs — a signal, a grace period, then SIGKILL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import asyncclick as click
+
+from gen.jobs import v1 as pb
+
+from ._client import connect, connection_options, for_job
+from ._errors import CliError
+from ._params import DURATION, SIGNAL
+
+__all__ = ["kill"]
+
+
+@click.command()
+@click.option("-s", "--signal", "sig", type=SIGNAL, help="First signal to send (default TERM).")
+@click.option(
+    "-g", "--grace", type=DURATION, help="Time before SIGKILL (server default 10s; 0: at once)."
+)
+@click.argument("job_ids", metavar="ID...", nargs=-1, required=True)
+@connection_options
+async def kill(
+    sig: int | None,
+    grace: float | None,
+    job_ids: tuple[str, ...],
+    addr: str,
+    ca: Path | None,
+    cert: Path | None,
+    key: Path | None,
+) -> None:
+    """Stop jobs ID...: each gets the signal, then SIGKILL after the grace period.
+
+    Returns once every process of every job is gone, and prints the ids stopped.
+    """
+    stopped: list[str] = []
+    failures: list[CliError] = []
+    async with connect(addr, ca, cert, key) as stub:
+
+        async def stop(job_id: str) -> None:
+            try:
+                with for_job(job_id):
+                    await stub.stop(pb.StopRequest(job_id=job_id, grace_seconds=grace, signal=sig))
+            except CliError as exc:
+                failures.append(exc)
+            else:
+                stopped.append(job_id)
+
+        # All at once: one after the other would add up their grace periods.
+        async with anyio.create_task_group() as tg:
+            for job_id in dict.fromkeys(job_ids):
+                tg.start_soon(stop, job_id)
+    for job_id in stopped:
+        click.echo(job_id)
+    if failures:
+        raise failures[0]

@@ -1,0 +1,47 @@
+"""``jobs logs``: a job's output, binary-safe, stdout and stderr kept apart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import asyncclick as click
+
+from gen.jobs import v1 as pb
+
+from ._client import connect, connection_options, for_job
+from ._render import write_output
+
+__all__ = ["logs"]
+
+
+@click.command()
+@click.option("-f", "--follow", is_flag=True, help="Keep streaming until the job has ended.")
+@click.option(
+    "--offset",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Start at this byte of the output (to resume after a dropped connection).",
+)
+@click.argument("job_id", metavar="ID")
+@connection_options
+async def logs(
+    follow: bool,
+    offset: int,
+    job_id: str,
+    addr: str,
+    ca: Path | None,
+    cert: Path | None,
+    key: Path | None,
+) -> None:
+    """Print the output of job ID: its stdout to stdout, its stderr to stderr."""
+    async with connect(addr, ca, cert, key) as stub:
+        with for_job(job_id):
+            request = pb.LogsRequest(job_id=job_id, follow=follow, offset=offset)
+            try:
+                async for message in stub.logs(request):
+                    write_output(message)
+            except anyio.get_cancelled_exc_class():
+                if follow:
+                    click.echo(f"jobs: stopped following job {job_id}", err=True)
+                raise

@@ -1,0 +1,146 @@
+"""``jobs serve``: run the server until SIGTERM or SIGINT, then stop every job gracefully."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import signal
+from pathlib import Path
+
+import anyio
+import asyncclick as click
+
+import pki as authority
+from jobs import DEFAULT_GRACE, DEFAULT_MAX_RUNNING, DEFAULT_MAX_STREAMS, DEFAULT_OUTPUT_CAP
+from jobs.server import ServerConfig
+from jobs.server import serve as run_server
+
+from ._errors import CliError
+from ._params import DURATION, SIZE
+from ._settings import DEFAULT_ADDR, home, local_user, parse_address, pki_dir
+
+__all__ = ["serve"]
+
+log = logging.getLogger("jobs.serve")
+
+
+@click.command()
+@click.option(
+    "--listen",
+    envvar="JOBS_LISTEN",
+    default=DEFAULT_ADDR,
+    show_default=True,
+    help="HOST:PORT to listen on. [env: JOBS_LISTEN]",
+)
+@click.option(
+    "--ca",
+    envvar="JOBS_SERVER_CA",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="CA that client certificates must chain to. [env: JOBS_SERVER_CA]",
+)
+@click.option(
+    "--cert",
+    envvar="JOBS_SERVER_CERT",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Server certificate. [env: JOBS_SERVER_CERT]",
+)
+@click.option(
+    "--key",
+    envvar="JOBS_SERVER_KEY",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Server private key. [env: JOBS_SERVER_KEY]",
+)
+@click.option(
+    "--state-dir",
+    envvar="JOBS_STATE_DIR",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Job records and output. [env: JOBS_STATE_DIR; default: $JOBS_HOME/state]",
+)
+@click.option(
+    "--role-oid",
+    envvar="JOBS_ROLE_OID",
+    default=authority.DEFAULT_ROLE_OID,
+    show_default=True,
+    help="OID of the role extension. [env: JOBS_ROLE_OID]",
+)
+@click.option(
+    "--max-running",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_RUNNING,
+    show_default=True,
+    help="Running jobs per account.",
+)
+@click.option(
+    "--max-streams",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_STREAMS,
+    show_default=True,
+    help="Open log streams per account.",
+)
+@click.option(
+    "--output-cap",
+    type=SIZE,
+    default=DEFAULT_OUTPUT_CAP,
+    show_default="1G",
+    help="Output kept per job; the oldest is dropped first.",
+)
+@click.option(
+    "--grace",
+    type=DURATION,
+    default=DEFAULT_GRACE,
+    show_default="10s",
+    help="Default time between SIGTERM and SIGKILL.",
+)
+async def serve(
+    listen: str,
+    ca: Path | None,
+    cert: Path | None,
+    key: Path | None,
+    state_dir: Path | None,
+    role_oid: str,
+    max_running: int,
+    max_streams: int,
+    output_cap: int,
+    grace: float,
+) -> None:
+    """Serve the jobs API over mutual TLS.
+
+    With no --ca/--cert/--key, a development PKI is created in $JOBS_HOME/pki on
+    first start, with a client identity (role full) for the local user, which the
+    other commands find without flags.
+    """
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    host, port = parse_address(listen)
+    if ca is None and cert is None and key is None:
+        directory = pki_dir()
+        created = authority.ensure_development_pki(directory, local_user())
+        if created:
+            log.info("created a development PKI in %s: %s", directory, ", ".join(created))
+        ca, cert, key = directory / "ca.crt", directory / "server.crt", directory / "server.key"
+    elif ca is None or cert is None or key is None:
+        raise click.UsageError("give --ca, --cert and --key together (or none of them)")
+    config = ServerConfig(
+        cert=cert,
+        key=key,
+        ca=ca,
+        state_dir=state_dir or home() / "state",
+        host=host,
+        port=port,
+        role_oid=role_oid,
+        max_running=max_running,
+        max_streams=max_streams,
+        output_cap=output_cap,
+        grace=grace,
+    )
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with anyio.create_task_group() as tg:
+            try:
+                await tg.start(functools.partial(run_server, config))
+            except OSError as exc:
+                raise CliError(f"cannot serve on {listen}: {exc.strerror or exc}") from None
+            async for received in signals:
+                log.info("%s: stopping every job, then exiting", signal.Signals(received).name)
+                tg.cancel_scope.cancel()
+                break
