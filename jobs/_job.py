@@ -12,6 +12,7 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 
+from ._cgroups import Driver, JobCgroup
 from ._model import JobInfo, JobSpec, JobState, Stream
 from ._output import LogReader, OutputLog
 from ._process import ExitStatus, Process, clean_environment, spawn
@@ -39,6 +40,7 @@ class Job:
         spec: JobSpec,
         directory: Path,
         *,
+        driver: Driver,
         output_cap: int | None = None,
     ) -> None:
         self.id = job_id
@@ -46,10 +48,13 @@ class Job:
         self.spec = spec
         self.directory = directory
         self._log = OutputLog(directory / "output", cap=output_cap)
+        self._driver = driver
+        self._cgroup: JobCgroup | None = None
         self._process: Process | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
         self._state = JobState.RUNNING
         self._stop_reason: JobState | None = None
+        self._oom = False
         self._status: ExitStatus | None = None
         self._started_at = time.time()
         self._ended_at: float | None = None
@@ -65,6 +70,23 @@ class Job:
     @property
     def state(self) -> JobState:
         return self._state
+
+    async def _spawn(self, cgroup: JobCgroup | None) -> Process:
+        env = clean_environment(self.spec.env)
+        if cgroup is None:
+            return await spawn(self.spec.argv, env, self.spec.cwd)
+        try:
+            return await spawn(self.spec.argv, env, self.spec.cwd, preexec=cgroup.preexec())
+        finally:
+            cgroup.attached()
+
+    def _signal(self, sig: int) -> None:
+        """Send ``sig`` to every process of the job."""
+        assert self._process is not None
+        if self._cgroup is not None:
+            self._cgroup.signal(sig)
+        else:
+            self._process.signal_group(sig)
 
     def info(self) -> JobInfo:
         """A snapshot of the job's facts."""
@@ -95,11 +117,12 @@ class Job:
         caller of ``TaskGroup.start``; nothing is left running after them.
         """
         try:
-            self._process = await spawn(
-                self.spec.argv, clean_environment(self.spec.env), self.spec.cwd
-            )
+            self._cgroup = self._driver.create(self.id, self.spec.limits, self.spec.cwd)
+            self._process = await self._spawn(self._cgroup)
         except BaseException:
             self._log.close()
+            if self._cgroup is not None:
+                self._cgroup.close()
             raise
         self._started_at = time.time()
         log.info("started %r: %s", self, self.spec.argv)
@@ -111,8 +134,11 @@ class Job:
         finally:
             # Only reached early by cancellation: nothing of the job may outlive us.
             if not self._process.reaped:
-                self._process.signal_group(signal.SIGKILL)
+                self._signal(signal.SIGKILL)
                 self._status = self._process.reap()
+            if self._cgroup is not None:
+                self._oom = self._cgroup.oom_killed()
+                self._cgroup.close()
             self._finish()
 
     async def stop(
@@ -156,12 +182,14 @@ class Job:
                 task_status.started()
                 await process.wait_exit()
                 # As systemd's KillMode=control-group: the tree goes with its main process.
-                process.signal_group(signal.SIGKILL)
+                self._signal(signal.SIGKILL)
                 self._status = process.reap()
                 with anyio.move_on_after(DRAIN_AFTER_EXIT):
                     await pumps_done.wait()
                 if not pumps_done.done:
                     log.warning("%r: a process outside the job's tree holds its output open", self)
+                if self._cgroup is not None:
+                    await self._cgroup.wait_empty()
                 tg.cancel_scope.cancel()
         finally:
             self._task_group = None  # stop() from now on just waits for the end
@@ -190,11 +218,10 @@ class Job:
         await self._terminate(DEFAULT_GRACE)
 
     async def _terminate(self, grace: float, sig: int = signal.SIGTERM) -> None:
-        assert self._process is not None
         if grace > 0:  # no grace at all: straight to SIGKILL
-            self._process.signal_group(sig)
+            self._signal(sig)
             await anyio.sleep(grace)
-        self._process.signal_group(signal.SIGKILL)
+        self._signal(signal.SIGKILL)
 
     def _finish(self) -> None:
         if self._state.is_final:
@@ -204,6 +231,8 @@ class Job:
         status = self._status
         if self._stop_reason is not None:
             self._state = self._stop_reason
+        elif self._oom:
+            self._state = JobState.OOM_KILLED
         elif status is not None and status.signal is not None:
             self._state = JobState.SIGNALED
         else:

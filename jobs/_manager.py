@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import hashlib
 import logging
 import math
 import shutil
@@ -15,6 +16,7 @@ from types import TracebackType
 import anyio
 import anyio.abc
 
+from ._cgroups import Driver, ProcessGroupDriver, detect
 from ._job import DEFAULT_GRACE, Job
 from ._model import JobInfo, JobSpec, JobState
 from ._output import LogReader
@@ -44,6 +46,12 @@ DEFAULT_OUTPUT_CAP = 1 << 30
 """Bytes of output kept per job; older output is dropped first."""
 
 
+def cgroup_scope(state_dir: Path) -> str:
+    """The name of the cgroup directory holding the jobs of the manager of ``state_dir``."""
+    digest = hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:12]
+    return f"jobs-{digest}"
+
+
 class JobManager:
     """Runs jobs on behalf of accounts and keeps their records and output.
 
@@ -52,7 +60,9 @@ class JobManager:
     SIGKILL), so no task or process outlives the manager.
 
     Every lookup is scoped to an owner: another account's job is reported exactly
-    like an unknown one (``JobNotFound``).
+    like an unknown one (``JobNotFound``). Jobs are contained by ``driver``
+    (default: the best this host offers, see ``jobs._cgroups.detect``); job
+    cgroups left by an earlier run are emptied and removed on entry.
     """
 
     def __init__(
@@ -63,8 +73,10 @@ class JobManager:
         max_streams: int = DEFAULT_MAX_STREAMS,
         output_cap: int | None = DEFAULT_OUTPUT_CAP,
         grace: float = DEFAULT_GRACE,
+        driver: Driver | None = None,
     ) -> None:
         self.state_dir = state_dir
+        self.driver = driver
         self.max_running = max_running
         self.max_streams = max_streams
         self.output_cap = output_cap
@@ -82,6 +94,11 @@ class JobManager:
     async def __aenter__(self) -> JobManager:
         self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         (self.state_dir / "jobs").mkdir(mode=0o700, exist_ok=True)
+        if self.driver is None:
+            self.driver = detect(cgroup_scope(self.state_dir))
+        log.info("job containment: %s", self.driver.description)
+        if swept := self.driver.sweep():
+            log.warning("killed and removed %d job cgroups left from an earlier run", swept)
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
         return self
@@ -95,7 +112,11 @@ class JobManager:
         assert self._task_group is not None
         with anyio.CancelScope(shield=True):
             await self.shutdown()
-        return await self._task_group.__aexit__(exc_type, exc, tb)
+        try:
+            return await self._task_group.__aexit__(exc_type, exc, tb)
+        finally:
+            if self.driver is not None:
+                self.driver.close()
 
     async def shutdown(self) -> None:
         """Refuse new jobs and stop every running one, each with the manager's grace."""
@@ -117,9 +138,6 @@ class JobManager:
             raise ShuttingDown
         if self._running[owner] >= self.max_running:
             raise TooManyJobs(owner, self.max_running)
-        # Never silently dropped: a limit this manager cannot enforce fails the call.
-        if not spec.limits.empty:
-            raise LimitUnsupported("resource limits", "this server has no cgroup support")
         if spec.isolation:
             raise LimitUnsupported("namespace isolation", "this server has no namespace support")
         job_id = str(uuid.uuid4())
@@ -128,6 +146,7 @@ class JobManager:
             owner,
             spec,
             self.state_dir / "jobs" / job_id,
+            driver=self.driver or ProcessGroupDriver(),
             output_cap=self.output_cap,
         )
         self._running[owner] += 1  # held while spawning, so concurrent starts respect the cap

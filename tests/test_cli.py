@@ -254,7 +254,10 @@ async def test_out_of_the_box(fresh_home: dict[str, str]) -> None:
             log = b""
             with anyio.fail_after(20):
                 while b"listening on 127.0.0.1:50051" not in log:
-                    log += await server.stderr.receive()
+                    try:
+                        log += await server.stderr.receive()
+                    except anyio.EndOfStream:
+                        pytest.fail(f"jobs serve ended early:\n{log.decode()}")
             hello = await anyio.run_process(
                 [JOBS, "run", "-f", "--", "echo", "hello"], env=fresh_home, check=False
             )

@@ -305,22 +305,6 @@ def _open_streams(server: RunningServer) -> int:
     return sum(m._streams["alice"] for m in managers if m.state_dir == server.config.state_dir)
 
 
-SERVER_PROCESS = """
-import sys, anyio
-from pathlib import Path
-from jobs.server import ServerConfig, serve
-
-async def main():
-    ca, cert, key, state = map(Path, sys.argv[1:5])
-    config = ServerConfig(cert=cert, key=key, ca=ca, state_dir=state, port=0)
-    async with anyio.create_task_group() as tg:
-        host, port = await tg.start(serve, config)
-        print(port, flush=True)
-
-anyio.run(main, backend_options={"use_uvloop": True})
-"""
-
-
 def _rss(pid: int) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -332,6 +316,7 @@ def _rss(pid: int) -> int:
 async def test_oversized_requests_leave_the_servers_memory_unchanged(
     test_pki: Certificates, tmp_path: Path
 ) -> None:
+    import re
     import sys
 
     from grpclib.client import Channel
@@ -339,19 +324,22 @@ async def test_oversized_requests_leave_the_servers_memory_unchanged(
     from jobs._tls import client_context
 
     command = [
-        sys.executable,
-        "-c",
-        SERVER_PROCESS,
-        str(test_pki.ca),
-        str(test_pki.server.cert),
-        str(test_pki.server.key),
-        str(tmp_path / "state"),
+        str(Path(sys.executable).with_name("jobs")),
+        "serve",
+        "--listen=127.0.0.1:0",
+        f"--ca={test_pki.ca}",
+        f"--cert={test_pki.server.cert}",
+        f"--key={test_pki.server.key}",
+        f"--state-dir={tmp_path / 'state'}",
     ]
     async with await anyio.open_process(command) as process:
         try:
-            assert process.stdout is not None
+            assert process.stderr is not None
+            log = b""
             with anyio.fail_after(20):
-                port = int((await process.stdout.receive()).decode().strip())
+                while not (found := re.search(rb"listening on 127.0.0.1:(\d+)", log)):
+                    log += await process.stderr.receive()
+            port = int(found[1])
             files = test_pki.clients["alice"]
             channel = Channel(
                 "127.0.0.1", port, ssl=client_context(test_pki.ca, files.cert, files.key)
@@ -373,3 +361,5 @@ async def test_oversized_requests_leave_the_servers_memory_unchanged(
                 channel.close()
         finally:
             process.terminate()
+            with anyio.fail_after(15):
+                assert await process.wait() == 0

@@ -1,0 +1,245 @@
+"""Limits and whole-tree containment on real cgroups: v1 controllers, the hybrid host's
+controller-less cgroup2, and the process-group fallback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import pytest
+from helpers import process_gone, read_output
+
+from jobs import (
+    IoRate,
+    JobManager,
+    JobSpec,
+    JobState,
+    Limits,
+    LimitUnsupported,
+)
+from jobs._cgroups import CGROUP_ROOT, CgroupV1, CgroupV2, Driver, ProcessGroupDriver
+from jobs._manager import cgroup_scope
+
+V1 = CgroupV1.available()
+UNIFIED = CGROUP_ROOT / "unified"
+V2_HYBRID = (UNIFIED / "cgroup.controllers").exists() and os.access(UNIFIED, os.W_OK)
+
+needs_v1 = pytest.mark.skipif(not V1, reason="needs writable cgroup v1 controllers (root)")
+needs_v2 = pytest.mark.skipif(
+    not V2_HYBRID, reason="needs a writable cgroup2 at /sys/fs/cgroup/unified"
+)
+
+
+def make_driver(kind: str, state_dir: Path) -> Driver:
+    scope = cgroup_scope(state_dir)
+    if kind == "v1":
+        if not V1:
+            pytest.skip("needs writable cgroup v1 controllers (root)")
+        return CgroupV1(scope)
+    if kind == "v2":
+        if not V2_HYBRID:
+            pytest.skip("needs a writable cgroup2 at /sys/fs/cgroup/unified")
+        return CgroupV2(scope, UNIFIED)
+    return ProcessGroupDriver()
+
+
+@pytest.fixture(params=["v1", "v2", "pgroup"])
+async def any_manager(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[JobManager]:
+    state = tmp_path / "state"
+    async with JobManager(state, grace=2, driver=make_driver(request.param, state)) as manager:
+        yield manager
+
+
+@pytest.fixture(params=["v1", "v2"])
+async def cgroup_manager(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[JobManager]:
+    state = tmp_path / "state"
+    async with JobManager(state, grace=2, driver=make_driver(request.param, state)) as manager:
+        yield manager
+
+
+@pytest.fixture
+async def v1_manager(tmp_path: Path) -> AsyncIterator[JobManager]:
+    state = tmp_path / "state"
+    async with JobManager(state, grace=2, driver=make_driver("v1", state)) as manager:
+        yield manager
+
+
+async def run(manager: JobManager, argv: tuple[str, ...], **spec: object) -> tuple[JobState, bytes]:
+    info = await manager.start(JobSpec(argv, **spec), "alice")  # type: ignore[arg-type]
+    output = await read_output(manager, info.id)
+    return (await manager.wait(info.id, "alice")).state, output
+
+
+@needs_v1
+async def test_first_instruction_runs_in_the_jobs_cgroup(v1_manager: JobManager) -> None:
+    info = await v1_manager.start(JobSpec(("cat", "/proc/self/cgroup")), "alice")
+    lines = (await read_output(v1_manager, info.id)).decode().splitlines()
+    expected = f"/{cgroup_scope(v1_manager.state_dir)}/{info.id}"
+    freezer = next(line for line in lines if ":freezer:" in line)
+    assert freezer.endswith(expected)
+    unified = next(line for line in lines if line.startswith("0::"))
+    assert unified.endswith(expected)
+
+
+@pytest.mark.parametrize("stop", [True, False], ids=["stopped", "main-exits"])
+async def test_setsid_and_double_fork_escapees_are_killed(
+    cgroup_manager: JobManager, stop: bool
+) -> None:
+    # (The process-group fallback cannot hold these: only a cgroup can.)
+    any_manager = cgroup_manager
+    script = (
+        "setsid sleep 3600 < /dev/null > /dev/null 2>&1 & echo $!; "
+        "(sleep 3600 < /dev/null > /dev/null 2>&1 & echo $!); "
+        + ("sleep 3600" if stop else "sleep 0.2")
+    )
+    info = await any_manager.start(JobSpec(("sh", "-c", script)), "alice")
+    await anyio.sleep(0.3)
+    if stop:
+        await any_manager.stop(info.id, "alice")
+    final = await any_manager.wait(info.id, "alice")
+    pids = [int(pid) for pid in (await read_output(any_manager, info.id)).split()]
+    assert len(pids) == 2
+    assert all(process_gone(pid) for pid in pids), final
+
+
+async def test_background_child_in_the_group_is_killed(any_manager: JobManager) -> None:
+    info = await any_manager.start(JobSpec(("sh", "-c", "sleep 3600 & echo $!")), "alice")
+    final = await any_manager.wait(info.id, "alice")
+    assert final.state is JobState.EXITED
+    assert process_gone(int(await read_output(any_manager, info.id)))
+
+
+async def test_stop_ignoring_sigterm_in_a_tree(any_manager: JobManager) -> None:
+    script = "trap '' TERM; sh -c \"trap '' TERM; sleep 3600\" & echo ready; wait"
+    info = await any_manager.start(JobSpec(("sh", "-c", script)), "alice")
+    await anyio.sleep(0.3)
+    started = time.monotonic()
+    final = await any_manager.stop(info.id, "alice", grace=0.5)
+    assert 0.5 <= time.monotonic() - started < 5
+    assert final.state is JobState.STOPPED
+    assert final.signal == 9
+
+
+@needs_v1
+async def test_cpu_limit_throttles(v1_manager: JobManager) -> None:
+    script = (
+        "timeout 1 sh -c 'while :; do :; done'; "
+        "cat /sys/fs/cgroup/cpu$(grep -E '^[0-9]+:cpu:' /proc/self/cgroup | cut -d: -f3)/cpu.stat"
+    )
+    state, output = await run(v1_manager, ("sh", "-c", script), limits=Limits(cpu=0.2))
+    stats = dict(line.split() for line in output.decode().splitlines())
+    assert state is JobState.EXITED
+    assert int(stats["nr_throttled"]) > 0
+    assert int(stats["throttled_time"]) > 0
+
+
+@needs_v1
+async def test_memory_limit_is_reported_as_oom(v1_manager: JobManager) -> None:
+    state, _ = await run(v1_manager, ("tail", "/dev/zero"), limits=Limits(memory=64 << 20))
+    assert state is JobState.OOM_KILLED
+
+
+@needs_v1
+async def test_pids_limit_makes_forks_fail(v1_manager: JobManager) -> None:
+    script = "for i in 1 2 3 4 5 6 7 8; do sleep 1 & done; wait"
+    info = await v1_manager.start(JobSpec(("sh", "-c", script), limits=Limits(pids=4)), "alice")
+    output = await read_output(v1_manager, info.id)
+    assert b"Cannot fork" in output
+    final = await v1_manager.wait(info.id, "alice")
+    assert (final.state, final.exit_code) == (JobState.EXITED, 2)
+
+
+@needs_v1
+async def test_io_write_limit_throttles_the_root_device(
+    v1_manager: JobManager, tmp_path: Path
+) -> None:
+    # Direct IO to a file on the device of the job's working directory (the default).
+    script = "dd if=/dev/zero of=out bs=256K count=8 oflag=direct status=none"
+    limits = Limits(io_write=(IoRate(1 << 20),))
+    started = time.monotonic()
+    state, output = await run(v1_manager, ("sh", "-c", script), cwd=str(tmp_path), limits=limits)
+    assert (state, output) == (JobState.EXITED, b"")
+    # 2 MiB at 1 MiB/s; unthrottled this takes milliseconds.
+    assert time.monotonic() - started >= 1.0
+    assert (tmp_path / "out").stat().st_size == 2 << 20
+
+
+@needs_v1
+@pytest.mark.parametrize(
+    ("limits", "error"),
+    [
+        (Limits(io_read=(IoRate(1 << 20, "/no/such/device"),)), "No such file"),
+        (Limits(io_read=(IoRate(1 << 20, "/etc/hostname"),)), "not a block device"),
+        (Limits(io_write=(IoRate(1 << 20, "4095:4095"),)), "not a block device here"),
+    ],
+)
+async def test_limits_that_cannot_be_enforced(
+    v1_manager: JobManager, limits: Limits, error: str
+) -> None:
+    with pytest.raises(LimitUnsupported, match=error):
+        await v1_manager.start(JobSpec(("true",), limits=limits), "alice")
+    assert v1_manager.list("alice") == []
+
+
+async def test_limits_without_cgroups_are_refused(tmp_path: Path) -> None:
+    async with JobManager(tmp_path, driver=ProcessGroupDriver()) as manager:
+        with pytest.raises(LimitUnsupported, match="no writable cgroups"):
+            await manager.start(JobSpec(("true",), limits=Limits(memory=64 << 20)), "alice")
+
+
+@needs_v2
+async def test_controller_less_cgroup2_refuses_limits(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    async with JobManager(state, driver=make_driver("v2", state)) as manager:
+        with pytest.raises(LimitUnsupported, match="memory controller"):
+            await manager.start(JobSpec(("true",), limits=Limits(memory=64 << 20)), "alice")
+
+
+@needs_v1
+async def test_no_cgroup_is_left_after_200_jobs(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    driver = make_driver("v1", state)
+    async with JobManager(state, driver=driver) as manager:
+        limited = Limits(memory=256 << 20, pids=64, cpu=1)
+        for batch in range(10):
+            infos = [
+                await manager.start(
+                    JobSpec(("true",), limits=limited if i % 2 else Limits()), "alice"
+                )
+                for i in range(20)
+            ]
+            for info in infos:
+                await manager.wait(info.id, "alice")
+            assert batch is not None
+        bases = [p for p in _job_bases(state) if p.exists()]
+        assert bases
+        assert all(not any(child.is_dir() for child in base.iterdir()) for base in bases)
+    assert not any(base.exists() for base in _job_bases(state))
+
+
+def _job_bases(state: Path) -> list[Path]:
+    scope = cgroup_scope(state)
+    return [*CGROUP_ROOT.glob(f"*/{scope}"), *CGROUP_ROOT.glob(f"*/*/*/{scope}")]
+
+
+@needs_v1
+async def test_stale_job_cgroups_are_emptied_and_removed_at_start(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    scope = cgroup_scope(state)
+    stale = CGROUP_ROOT / "freezer" / scope / "0b8d2f43-stale"
+    stale.mkdir(parents=True)
+    leftover = subprocess.Popen(["sleep", "3600"])  # noqa: ASYNC220 (instant, and a plain child)
+    try:
+        (stale / "cgroup.procs").write_text(str(leftover.pid))
+        async with JobManager(state, driver=make_driver("v1", state)):
+            assert leftover.wait(timeout=5) == -9
+            assert not stale.exists()
+    finally:
+        leftover.kill()
+        leftover.wait()
