@@ -6,16 +6,18 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
 import anyio.abc
 import anyio.lowlevel
 
+from . import _namespaces as namespaces
 from ._cgroups import Driver, JobCgroup
-from ._model import JobInfo, JobSpec, JobState, Stream
+from ._model import JobInfo, JobSpec, JobState, Namespace, Stream
 from ._output import LogReader, OutputLog
-from ._process import ExitStatus, Process, clean_environment, spawn
+from ._process import ExitStatus, Process, clean_environment, explain_exec_error, spawn
 
 __all__ = ["DEFAULT_GRACE", "Job"]
 
@@ -72,13 +74,43 @@ class Job:
         return self._state
 
     async def _spawn(self, cgroup: JobCgroup | None) -> Process:
-        env = clean_environment(self.spec.env)
-        if cgroup is None:
-            return await spawn(self.spec.argv, env, self.spec.cwd)
+        """Start the main process in the job's cgroup and namespaces.
+
+        In a PID namespace the main process is the minimal init; the command's
+        exec is confirmed (or its errno reported) through a close-on-exec pipe, so
+        that a command that cannot run is still an error of the call.
+        """
+        spec = self.spec
+        env = clean_environment(spec.env)
+        steps = [cgroup.preexec()] if cgroup is not None else []
+        if spec.isolation:
+            steps.append(namespaces.preexec(spec.isolation))
+        if Namespace.PID not in spec.isolation:
+            try:
+                return await spawn(spec.argv, env, spec.cwd, preexec=_chain(steps))
+            finally:
+                if cgroup is not None:
+                    cgroup.attached()
+        errors_r, errors_w = os.pipe()
         try:
-            return await spawn(self.spec.argv, env, self.spec.cwd, preexec=cgroup.preexec())
+            argv = namespaces.init_argv(spec.argv, errors_w, mount_proc=True)
+            try:
+                process = await spawn(
+                    argv, env, spec.cwd, preexec=_chain(steps), pass_fds=(errors_w,)
+                )
+            finally:
+                os.close(errors_w)
+                if cgroup is not None:
+                    cgroup.attached()
+            failed = await namespaces.read_exec_error(errors_r)
         finally:
-            cgroup.attached()
+            os.close(errors_r)
+        if failed is not None:
+            process.signal_group(signal.SIGKILL)
+            process.reap()
+            process.close_pipes()
+            raise explain_exec_error(OSError(failed, os.strerror(failed)), spec.argv, env, spec.cwd)
+        return process
 
     def _signal(self, sig: int) -> None:
         """Send ``sig`` to every process of the job."""
@@ -190,6 +222,8 @@ class Job:
                     log.warning("%r: a process outside the job's tree holds its output open", self)
                 if self._cgroup is not None:
                     await self._cgroup.wait_empty()
+                elif not await process.wait_group_gone():
+                    log.warning("%r: a process of the job's group does not die", self)
                 tg.cancel_scope.cancel()
         finally:
             self._task_group = None  # stop() from now on just waits for the end
@@ -239,6 +273,18 @@ class Job:
             self._state = JobState.EXITED
         self._ended.set()
         log.info("ended %r: %s", self, status)
+
+
+def _chain(steps: list[Callable[[], None]]) -> Callable[[], None] | None:
+    """One preexec function running ``steps`` in order (None when there are none)."""
+    if not steps:
+        return None
+
+    def run_all() -> None:
+        for step in steps:
+            step()
+
+    return run_all
 
 
 class _Countdown:

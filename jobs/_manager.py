@@ -23,7 +23,6 @@ from ._output import LogReader
 from .errors import (
     InvalidArgument,
     JobNotFound,
-    LimitUnsupported,
     ShuttingDown,
     TooManyJobs,
     TooManyStreams,
@@ -131,15 +130,13 @@ class JobManager:
 
         Raises ``TooManyJobs`` at the account's cap, ``CannotExecute`` or
         ``InvalidArgument`` when the command cannot be started,
-        ``LimitUnsupported`` for limits or isolation it cannot enforce, and
+        ``LimitUnsupported`` for limits or isolation this host cannot enforce, and
         ``ShuttingDown`` once the manager is closing.
         """
         if self._closing or self._task_group is None:
             raise ShuttingDown
         if self._running[owner] >= self.max_running:
             raise TooManyJobs(owner, self.max_running)
-        if spec.isolation:
-            raise LimitUnsupported("namespace isolation", "this server has no namespace support")
         job_id = str(uuid.uuid4())
         job = Job(
             job_id,

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 
 import anyio
 
-from .errors import CannotExecute, InvalidArgument
+from .errors import CannotExecute, InvalidArgument, LimitUnsupported
 
-__all__ = ["ExitStatus", "Process", "clean_environment", "spawn"]
+__all__ = ["ExitStatus", "Process", "clean_environment", "explain_exec_error", "spawn"]
 
 log = logging.getLogger(__name__)
 
@@ -112,9 +112,47 @@ class Process:
         assert self._status is not None
         return self._status
 
+    async def wait_group_gone(self, timeout: float = 5.0) -> bool:
+        """Wait until no live process is left in the job's process group.
+
+        For the process-group fallback only (a cgroup knows when it is empty).
+        False if some process outlived ``timeout`` (one stuck in the kernel).
+        """
+        with anyio.move_on_after(timeout):
+            while _group_alive(self.pid):  # noqa: ASYNC110 (no kernel wake-up exists)
+                await anyio.sleep(0.005)
+            return True
+        return False
+
+    def close_pipes(self) -> None:
+        """Close the read ends of stdout and stderr (when nobody will read them)."""
+        for fd in (self.stdout, self.stderr):
+            os.close(fd)
+
     def _peek(self) -> ExitStatus | None:
         result = os.waitid(os.P_PIDFD, self._pidfd, os.WEXITED | os.WNOWAIT | os.WNOHANG)
         return None if result is None else _exit_status(result)
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` still runs (zombies do not count)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+            return True
+    return False
 
 
 def _exit_status(result: os.waitid_result) -> ExitStatus:
@@ -129,6 +167,7 @@ async def spawn(
     cwd: str | None,
     *,
     preexec: Callable[[], None] | None = None,
+    pass_fds: Sequence[int] = (),
 ) -> Process:
     """Start ``argv`` (never through a shell) and return once it runs.
 
@@ -161,13 +200,18 @@ async def spawn(
                 close_fds=True,
                 start_new_session=True,
                 preexec_fn=preexec,
+                pass_fds=pass_fds,
             )
 
         popen = await anyio.to_thread.run_sync(start)
     except OSError as exc:
         os.close(out_r)
         os.close(err_r)
-        raise _explain(exc, argv, env, cwd) from None
+        raise explain_exec_error(exc, argv, env, cwd) from None
+    except subprocess.SubprocessError as exc:  # raised by preexec in the child
+        os.close(out_r)
+        os.close(err_r)
+        raise LimitUnsupported("the job's cgroup or namespaces", str(exc)) from None
     except BaseException:
         os.close(out_r)
         os.close(err_r)
@@ -190,7 +234,7 @@ def _check_cwd(cwd: str) -> None:
         raise CannotExecute(subject, exc.strerror or str(exc)) from None
 
 
-def _explain(
+def explain_exec_error(
     exc: OSError, argv: Sequence[str], env: Mapping[str, str], cwd: str | None
 ) -> Exception:
     """Turn the child's exec (or chdir) failure into an error naming its cause."""

@@ -286,3 +286,19 @@ def test_parameter_types() -> None:
     for bad in ("-1s", "ten"):
         with pytest.raises(click.BadParameter):
             DURATION.convert(bad, None, None)
+
+
+async def test_isolation_and_limits_from_the_command_line(server: RunningServer) -> None:
+    isolated = await jobs(
+        server, "run", "-f", "--isolate", "pid,net", "--", "sh", "-c", "echo $$; ls /sys/class/net"
+    )
+    assert (isolated.returncode, isolated.stdout) == (0, b"2\nlo\n")
+    oom = await jobs(
+        server, "run", "-f", "--memory", "64M", "--pids", "8", "--", "tail", "/dev/zero"
+    )
+    assert oom.returncode == 128 + signal.SIGKILL
+    document = json.loads((await jobs(server, "ps", "--json")).stdout)
+    last = document["jobs"][-1]
+    assert last["state"] == "oom_killed"
+    assert last["limits"]["memory"] == 64 << 20
+    assert last["limits"]["pids"] == 8
