@@ -11,7 +11,13 @@ import anyio
 import asyncclick as click
 
 import pki as authority
-from jobs import DEFAULT_GRACE, DEFAULT_MAX_RUNNING, DEFAULT_MAX_STREAMS, DEFAULT_OUTPUT_CAP
+from jobs import (
+    DEFAULT_GRACE,
+    DEFAULT_HISTORY,
+    DEFAULT_MAX_RUNNING,
+    DEFAULT_MAX_STREAMS,
+    DEFAULT_OUTPUT_CAP,
+)
 from jobs.server import ServerConfig
 from jobs.server import serve as run_server
 
@@ -85,6 +91,14 @@ log = logging.getLogger("jobs.serve")
     help="Output kept per job; the oldest is dropped first.",
 )
 @click.option(
+    "--history",
+    type=click.IntRange(min=0),
+    default=DEFAULT_HISTORY,
+    show_default=True,
+    help="Ended jobs kept, with their output; the oldest go first.",
+)
+@click.option("--history-age", type=DURATION, help="Forget ended jobs older than this, e.g. 7d.")
+@click.option(
     "--grace",
     type=DURATION,
     default=DEFAULT_GRACE,
@@ -101,6 +115,8 @@ async def serve(
     max_running: int,
     max_streams: int,
     output_cap: int,
+    history: int,
+    history_age: float | None,
     grace: float,
 ) -> None:
     """Serve the jobs API over mutual TLS.
@@ -132,6 +148,8 @@ async def serve(
         max_running=max_running,
         max_streams=max_streams,
         output_cap=output_cap,
+        history=history,
+        history_age=history_age,
         grace=grace,
     )
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:

@@ -14,6 +14,7 @@ The import-linter contracts in pyproject.toml keep these directions checked.
 
 from ._job import DEFAULT_GRACE as DEFAULT_GRACE
 from ._job import Job as Job
+from ._manager import DEFAULT_HISTORY as DEFAULT_HISTORY
 from ._manager import DEFAULT_MAX_RUNNING as DEFAULT_MAX_RUNNING
 from ._manager import DEFAULT_MAX_STREAMS as DEFAULT_MAX_STREAMS
 from ._manager import DEFAULT_OUTPUT_CAP as DEFAULT_OUTPUT_CAP
@@ -40,6 +41,7 @@ from .errors import TooManyStreams as TooManyStreams
 
 __all__ = [
     "DEFAULT_GRACE",
+    "DEFAULT_HISTORY",
     "DEFAULT_MAX_RUNNING",
     "DEFAULT_MAX_STREAMS",
     "DEFAULT_OUTPUT_CAP",

@@ -22,6 +22,7 @@ __all__ = [
     "read_body",
     "read_length_prefix",
     "start_server",
+    "stop_listening",
 ]
 
 _DRAIN_PIECE = 64 << 10
@@ -81,3 +82,9 @@ async def start_server(
 def decode(stream: Stream[object, object], body: bytes) -> object:
     """Decode a request body with the stream's codec and request type."""
     return stream._codec.decode(body, stream._recv_type)
+
+
+def stop_listening(server: Server) -> None:
+    """Refuse new connections; the open ones keep being served."""
+    if server._server is not None:
+        server._server.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -18,6 +19,7 @@ from ._cgroups import Driver, JobCgroup
 from ._model import JobInfo, JobSpec, JobState, Namespace, Stream
 from ._output import LogReader, OutputLog
 from ._process import ExitStatus, Process, clean_environment, explain_exec_error, spawn
+from ._records import load_record, process_start_time, save_record
 
 __all__ = ["DEFAULT_GRACE", "Job"]
 
@@ -44,12 +46,14 @@ class Job:
         *,
         driver: Driver,
         output_cap: int | None = None,
+        log: OutputLog | None = None,
     ) -> None:
         self.id = job_id
         self.owner = owner
         self.spec = spec
         self.directory = directory
-        self._log = OutputLog(directory / "output", cap=output_cap)
+        directory.mkdir(mode=0o700, exist_ok=True)
+        self._log = log or OutputLog(directory / "output", cap=output_cap)
         self._driver = driver
         self._cgroup: JobCgroup | None = None
         self._process: Process | None = None
@@ -58,12 +62,42 @@ class Job:
         self._stop_reason: JobState | None = None
         self._oom = False
         self._status: ExitStatus | None = None
+        self._pid: int | None = None
         self._started_at = time.time()
         self._ended_at: float | None = None
         self._ended = anyio.Event()
 
+    @classmethod
+    def restore(cls, directory: Path, driver: Driver) -> Job:
+        """A job found on disk. One recorded as running was cut off by a crash: it
+        is marked LOST, and its main process, if it still runs, is killed with its
+        group (its cgroup was swept already)."""
+        info, start_time = load_record(directory)
+        job = cls(
+            info.id,
+            info.owner,
+            info.spec,
+            directory,
+            driver=driver,
+            log=OutputLog.reopen(directory / "output", lost=info.lost_bytes),
+        )
+        job._pid = info.pid
+        job._started_at = info.started_at
+        job._ended_at = info.ended_at
+        job._status = ExitStatus(info.exit_code, info.signal)
+        job._state = info.state
+        if not info.state.is_final:
+            job._state = JobState.LOST
+            job._ended_at = time.time()
+            if info.pid and start_time and process_start_time(info.pid) == start_time:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(info.pid, signal.SIGKILL)
+            save_record(directory, job.info(), None)
+        job._ended.set()
+        return job
+
     def __repr__(self) -> str:
-        pid = self._process.pid if self._process else None
+        pid = self._pid
         return (
             f"<Job {self.id[:8]}… {self._state.name} pid={pid} owner={self.owner!r} "
             f"followers={self._log.readers}>"
@@ -112,6 +146,12 @@ class Job:
             raise explain_exec_error(OSError(failed, os.strerror(failed)), spec.argv, env, spec.cwd)
         return process
 
+    def _record(self, start_time: int | None) -> None:
+        try:
+            save_record(self.directory, self.info(), start_time)
+        except OSError as exc:  # a full disk must not disturb the job itself
+            log.error("cannot record %r: %s", self, exc)  # noqa: TRY400 (expected, no traceback)
+
     def _signal(self, sig: int) -> None:
         """Send ``sig`` to every process of the job."""
         assert self._process is not None
@@ -123,12 +163,14 @@ class Job:
     def info(self) -> JobInfo:
         """A snapshot of the job's facts."""
         status = self._status if self._state.is_final else None
+        if status is not None and status.code is None and status.signal is None:
+            status = None
         return JobInfo(
             id=self.id,
             owner=self.owner,
             spec=self.spec,
             state=self._state,
-            pid=self._process.pid if self._process else None,
+            pid=self._pid,
             started_at=self._started_at,
             ended_at=self._ended_at,
             exit_code=status.code if status else None,
@@ -156,7 +198,9 @@ class Job:
             if self._cgroup is not None:
                 self._cgroup.close()
             raise
+        self._pid = self._process.pid
         self._started_at = time.time()
+        self._record(process_start_time(self._pid))
         log.info("started %r: %s", self, self.spec.argv)
         try:
             # Shielded: a job ends by stop(), timeout or its own exit, never because
@@ -271,6 +315,7 @@ class Job:
             self._state = JobState.SIGNALED
         else:
             self._state = JobState.EXITED
+        self._record(None)
         self._ended.set()
         log.info("ended %r: %s", self, status)
 

@@ -9,6 +9,7 @@ import logging
 import math
 import shutil
 import signal
+import time
 import uuid
 from pathlib import Path
 from types import TracebackType
@@ -20,6 +21,7 @@ from ._cgroups import Driver, ProcessGroupDriver, detect
 from ._job import DEFAULT_GRACE, Job
 from ._model import JobInfo, JobSpec, JobState
 from ._output import LogReader
+from ._records import RECORD
 from .errors import (
     InvalidArgument,
     JobNotFound,
@@ -29,6 +31,7 @@ from .errors import (
 )
 
 __all__ = [
+    "DEFAULT_HISTORY",
     "DEFAULT_MAX_RUNNING",
     "DEFAULT_MAX_STREAMS",
     "DEFAULT_OUTPUT_CAP",
@@ -43,6 +46,8 @@ DEFAULT_MAX_STREAMS = 256
 """Open log readers one account may have at once."""
 DEFAULT_OUTPUT_CAP = 1 << 30
 """Bytes of output kept per job; older output is dropped first."""
+DEFAULT_HISTORY = 1000
+"""Ended jobs kept (records and output); the oldest go first."""
 
 
 def cgroup_scope(state_dir: Path) -> str:
@@ -73,6 +78,8 @@ class JobManager:
         output_cap: int | None = DEFAULT_OUTPUT_CAP,
         grace: float = DEFAULT_GRACE,
         driver: Driver | None = None,
+        history: int | None = DEFAULT_HISTORY,
+        history_age: float | None = None,
     ) -> None:
         self.state_dir = state_dir
         self.driver = driver
@@ -80,6 +87,8 @@ class JobManager:
         self.max_streams = max_streams
         self.output_cap = output_cap
         self.grace = grace
+        self.history = history
+        self.history_age = history_age
         self._jobs: dict[str, Job] = {}
         self._running: collections.Counter[str] = collections.Counter()
         self._streams: collections.Counter[str] = collections.Counter()
@@ -98,6 +107,7 @@ class JobManager:
         log.info("job containment: %s", self.driver.description)
         if swept := self.driver.sweep():
             log.warning("killed and removed %d job cgroups left from an earlier run", swept)
+        self._restore()
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
         return self
@@ -220,6 +230,46 @@ class JobManager:
             # A job that failed to spawn never became final; start() released it.
             if job.state.is_final:
                 self._release_running(job.owner)
+                self._prune()
+
+    def _restore(self) -> None:
+        """Load the jobs of earlier runs; those cut off by a crash become LOST."""
+        assert self.driver is not None
+        lost = 0
+        for directory in sorted((self.state_dir / "jobs").iterdir()):
+            if not (directory / RECORD).exists():
+                # Created, but the process never started (or the record never made
+                # it to disk): nothing to show for it.
+                shutil.rmtree(directory, ignore_errors=True)
+                continue
+            try:
+                job = Job.restore(directory, self.driver)
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                log.error(  # noqa: TRY400 (expected, no traceback)
+                    "cannot read the record in %s, leaving it alone: %s", directory, exc
+                )
+                continue
+            lost += job.state is JobState.LOST
+            self._jobs[job.id] = job
+        if self._jobs:
+            log.info("restored %d jobs (%d lost in a crash)", len(self._jobs), lost)
+        self._prune()
+
+    def _prune(self) -> None:
+        """Forget the oldest ended jobs beyond the history caps, with their output."""
+        ended = sorted(
+            (job for job in self._jobs.values() if job.state.is_final),
+            key=lambda job: job.info().ended_at or 0.0,
+        )
+        doomed = []
+        if self.history is not None and len(ended) > self.history:
+            doomed = ended[: len(ended) - self.history]
+        if self.history_age is not None:
+            horizon = time.time() - self.history_age
+            doomed += [j for j in ended if (j.info().ended_at or 0.0) < horizon and j not in doomed]
+        for job in doomed:
+            del self._jobs[job.id]
+            shutil.rmtree(job.directory, ignore_errors=True)
 
     def _release_running(self, owner: str) -> None:
         self._running[owner] -= 1

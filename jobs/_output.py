@@ -81,6 +81,38 @@ class OutputLog:
         self._closed = False
         self._wakers: set[MemoryObjectSendStream[None]] = set()
 
+    @classmethod
+    def reopen(cls, directory: Path, *, lost: int = 0) -> OutputLog:
+        """The closed log of an ended job, as left on disk (after a restart or crash).
+
+        A chunk cut short by a crash is dropped, so data and index agree again.
+        """
+        log = cls(directory)
+        for index in sorted(directory.glob("*.idx")):
+            data = index.with_suffix(".out")
+            records = index.stat().st_size // _RECORD.size
+            segment = _Segment(int(index.stem), records=records)
+            if records:
+                with open(index, "rb") as f:
+                    f.seek((records - 1) * _RECORD.size)
+                    offset, _, length, _ = _RECORD.unpack(f.read(_RECORD.size))
+                segment.size = offset + length - segment.start
+            size = data.stat().st_size if data.exists() else 0
+            if size < segment.size:  # the data of the last chunk never reached the disk
+                segment.records, segment.size = _whole_records(index, data, segment.start, size)
+            for path, length in ((data, segment.size), (index, segment.records * _RECORD.size)):
+                if path.exists() and path.stat().st_size != length:
+                    os.truncate(path, length)
+            log._segments.append(segment)
+            log._starts.append(segment.start)
+        if log._segments:
+            log._start = log._segments[0].start
+            last = log._segments[-1]
+            log._end = last.start + last.size
+        log._lost = lost
+        log._closed = True
+        return log
+
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"<OutputLog {state} {self._start}..{self._end} readers={len(self._wakers)}>"
@@ -372,6 +404,19 @@ class LogReader:
                 os.close(fd)
         self._data_fd = self._index_fd = -1
         self._segment = None
+
+
+def _whole_records(index: Path, data: Path, start: int, size: int) -> tuple[int, int]:
+    """How many records of a segment, and how many bytes, lie wholly within ``size``."""
+    records = 0
+    end = start
+    with open(index, "rb") as f:
+        for offset, _, length, _ in _RECORD.iter_unpack(f.read()):
+            if offset + length - start > size:
+                break
+            records += 1
+            end = offset + length
+    return records, end - start
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -22,7 +22,13 @@ from . import _grpclib
 from ._auth import DEFAULT_ROLE_OID, Role
 from ._guard import Guard, Policy
 from ._job import DEFAULT_GRACE
-from ._manager import DEFAULT_MAX_RUNNING, DEFAULT_MAX_STREAMS, DEFAULT_OUTPUT_CAP, JobManager
+from ._manager import (
+    DEFAULT_HISTORY,
+    DEFAULT_MAX_RUNNING,
+    DEFAULT_MAX_STREAMS,
+    DEFAULT_OUTPUT_CAP,
+    JobManager,
+)
 from ._tls import server_context
 from .service import JobService
 
@@ -67,6 +73,8 @@ class ServerConfig:
     max_streams: int = DEFAULT_MAX_STREAMS
     output_cap: int | None = DEFAULT_OUTPUT_CAP
     grace: float = DEFAULT_GRACE
+    history: int | None = DEFAULT_HISTORY
+    history_age: float | None = None
     max_run_request: int = MAX_RUN_REQUEST
     max_request: int = MAX_REQUEST
     handshake_timeout: float = HANDSHAKE_TIMEOUT
@@ -113,6 +121,8 @@ async def serve(
         max_streams=config.max_streams,
         output_cap=config.output_cap,
         grace=config.grace,
+        history=config.history,
+        history_age=config.history_age,
     ) as manager:
         jobs = JobService(manager)
         # Built here, inside the running loop: grpclib binds to the loop it is created in.
@@ -137,6 +147,12 @@ async def serve(
             await anyio.sleep_forever()
         finally:
             with anyio.CancelScope(shield=True):
+                # New connections are refused and new jobs too; running jobs are
+                # stopped with their grace, so every follower and waiter gets the
+                # end of its job and a status. Only then are connections closed.
+                _grpclib.stop_listening(server)
+                log.info("shutting down: stopping every running job")
+                await manager.shutdown()
                 server.close()
                 with anyio.move_on_after(CLOSE_TIMEOUT):
                     await server.wait_closed()

@@ -1,0 +1,101 @@
+"""Job records on disk: one JSON file per job, replaced atomically on every change.
+
+A record holds what ``JobInfo`` says (but never the job's environment, which may
+carry secrets) plus the start time of the main process, so that after a crash a
+leftover process can be told apart from an unrelated one that reused its pid.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ._model import IoRate, JobInfo, JobSpec, JobState, Limits, Namespace
+
+__all__ = ["RECORD", "load_record", "process_start_time", "save_record"]
+
+RECORD = "job.json"
+VERSION = 1
+
+
+def save_record(directory: Path, info: JobInfo, start_time: int | None) -> None:
+    """Write ``info`` as the job's record, atomically (write, then rename)."""
+    spec = info.spec
+    limits = spec.limits
+    document: dict[str, Any] = {
+        "version": VERSION,
+        "id": info.id,
+        "owner": info.owner,
+        "argv": list(spec.argv),
+        "cwd": spec.cwd,
+        "timeout": spec.timeout,
+        "limits": {
+            "cpu": limits.cpu,
+            "memory": limits.memory,
+            "pids": limits.pids,
+            "io_read": [[r.bytes_per_second, r.device] for r in limits.io_read],
+            "io_write": [[r.bytes_per_second, r.device] for r in limits.io_write],
+        },
+        "isolation": sorted(ns.value for ns in spec.isolation),
+        "state": info.state.value,
+        "pid": info.pid,
+        "pid_start_time": start_time,
+        "started_at": info.started_at,
+        "ended_at": info.ended_at,
+        "exit_code": info.exit_code,
+        "signal": info.signal,
+        "lost_bytes": info.lost_bytes,
+    }
+    temporary = directory / f".{RECORD}.tmp"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(document, f)
+    os.replace(temporary, directory / RECORD)
+
+
+def load_record(directory: Path) -> tuple[JobInfo, int | None]:
+    """The job's facts as last recorded, and its main process's start time.
+
+    Raises ``ValueError`` (or ``OSError``) for a missing or unreadable record.
+    """
+    document = json.loads((directory / RECORD).read_text())
+    if document.get("version") != VERSION:
+        raise ValueError(f"unknown record version {document.get('version')!r}")
+    limits = document["limits"]
+    spec = JobSpec(
+        argv=tuple(document["argv"]),
+        cwd=document["cwd"],
+        timeout=document["timeout"],
+        limits=Limits(
+            cpu=limits["cpu"],
+            memory=limits["memory"],
+            pids=limits["pids"],
+            io_read=tuple(IoRate(rate, device) for rate, device in limits["io_read"]),
+            io_write=tuple(IoRate(rate, device) for rate, device in limits["io_write"]),
+        ),
+        isolation=frozenset(Namespace(ns) for ns in document["isolation"]),
+    )
+    info = JobInfo(
+        id=document["id"],
+        owner=document["owner"],
+        spec=spec,
+        state=JobState(document["state"]),
+        pid=document["pid"],
+        started_at=document["started_at"],
+        ended_at=document["ended_at"],
+        exit_code=document["exit_code"],
+        signal=document["signal"],
+        lost_bytes=document["lost_bytes"],
+    )
+    return info, document["pid_start_time"]
+
+
+def process_start_time(pid: int) -> int | None:
+    """The start time of process ``pid`` (clock ticks since boot), None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None

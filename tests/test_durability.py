@@ -1,0 +1,291 @@
+"""Durability and operation: history across restarts, crash recovery, graceful shutdown,
+bounded memory and disk, a full disk. The server here is the real `jobs serve` process."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import signal
+import stat
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import pytest
+from grpclib.client import Channel
+from helpers import process_gone
+from pki_fixtures import Certificates
+
+from gen.jobs import v1 as pb
+from jobs import JobManager, JobSpec, JobState
+from jobs._cgroups import CGROUP_ROOT
+from jobs._manager import cgroup_scope
+from jobs._tls import client_context
+
+JOBS = str(Path(sys.executable).with_name("jobs"))
+
+
+class ServerProcess:
+    """`jobs serve` on an ephemeral port with the test PKI and a given state directory."""
+
+    def __init__(self, pki: Certificates, state: Path, *options: str) -> None:
+        self.pki = pki
+        self.state = state
+        self.options = options
+        self.process: anyio.abc.Process | None = None
+        self.port = 0
+        self.log = b""
+
+    async def start(self) -> None:
+        command = [
+            JOBS,
+            "serve",
+            "--listen=127.0.0.1:0",
+            f"--ca={self.pki.ca}",
+            f"--cert={self.pki.server.cert}",
+            f"--key={self.pki.server.key}",
+            f"--state-dir={self.state}",
+            *self.options,
+        ]
+        self.process = await anyio.open_process(command)
+        assert self.process.stderr is not None
+        self.log = b""
+        with anyio.fail_after(20):
+            while not (found := re.search(rb"listening on 127.0.0.1:(\d+)", self.log)):
+                try:
+                    self.log += await self.process.stderr.receive()
+                except anyio.EndOfStream:
+                    pytest.fail(f"jobs serve ended early:\n{self.log.decode()}")
+        self.port = int(found[1])
+
+    async def stop(self, sig: int = signal.SIGTERM) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.Signals(sig))
+        with anyio.fail_after(20):
+            code = await self.process.wait()
+        await self.process.aclose()
+        self.process = None
+        return code
+
+    def rss_peak(self) -> int:
+        assert self.process is not None
+        with open(f"/proc/{self.process.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+        raise AssertionError("no VmHWM")
+
+    @contextlib.asynccontextmanager
+    async def stub(self) -> AsyncIterator[pb.JobServiceStub]:
+        files = self.pki.clients["alice"]
+        channel = Channel(
+            "127.0.0.1", self.port, ssl=client_context(self.pki.ca, files.cert, files.key)
+        )
+        try:
+            yield pb.JobServiceStub(channel)
+        finally:
+            channel.close()
+
+
+@pytest.fixture
+async def serve_process(test_pki: Certificates, tmp_path: Path) -> AsyncIterator[ServerProcess]:
+    server = ServerProcess(test_pki, tmp_path / "state", "--grace=1s")
+    await server.start()
+    try:
+        yield server
+    finally:
+        if server.process is not None:
+            await server.stop(signal.SIGKILL)
+
+
+async def collect(stub: pb.JobServiceStub, job_id: str, offset: int = 0) -> tuple[bytes, int]:
+    data = bytearray()
+    dropped = 0
+    async for message in stub.logs(pb.LogsRequest(job_id=job_id, follow=True, offset=offset)):
+        dropped += message.dropped
+        data += message.data
+    return bytes(data), dropped
+
+
+async def test_history_and_output_survive_a_restart(
+    serve_process: ServerProcess, tmp_path: Path
+) -> None:
+    payload = os.urandom(3_000_000)
+    (tmp_path / "blob").write_bytes(payload)
+    async with serve_process.stub() as stub:
+        job = (
+            await stub.run(pb.RunRequest(command=["sh", "-c", f"cat {tmp_path}/blob; exit 4"]))
+        ).job
+        before = (await stub.wait(pb.WaitRequest(job_id=job.id))).job
+    assert await serve_process.stop() == 0
+    await serve_process.start()
+    async with serve_process.stub() as stub:
+        after = (await stub.status(pb.StatusRequest(job_id=job.id))).job
+        assert after == before
+        assert (after.state, after.exit_code) == (pb.JobState.EXITED, 4)
+        assert [j.id for j in (await stub.list(pb.ListRequest())).jobs] == [job.id]
+        assert (await collect(stub, job.id)) == (payload, 0)
+        assert (await collect(stub, job.id, offset=1_000_000))[0] == payload[1_000_000:]
+
+
+async def test_a_crash_leaves_the_job_lost_and_nothing_running(
+    serve_process: ServerProcess,
+) -> None:
+    script = "setsid sleep 3600 < /dev/null > /dev/null 2>&1 & echo $!; exec sleep 3600"
+    async with serve_process.stub() as stub:
+        job = (await stub.run(pb.RunRequest(command=["sh", "-c", script]))).job
+        async for message in stub.logs(pb.LogsRequest(job_id=job.id, follow=True)):
+            escapee = int(message.data)
+            break
+    assert await serve_process.stop(signal.SIGKILL) == -signal.SIGKILL
+    assert not process_gone(job.pid)  # the crash itself kills no job
+    assert not process_gone(escapee)
+    await serve_process.start()
+    async with serve_process.stub() as stub:
+        lost = (await stub.status(pb.StatusRequest(job_id=job.id))).job
+    assert lost.state is pb.JobState.LOST
+    assert process_gone(job.pid)
+    assert process_gone(escapee)
+    scope = cgroup_scope(serve_process.state)
+    assert not [p for p in CGROUP_ROOT.glob(f"*/{scope}/*") if p.is_dir()]
+
+
+async def test_sigterm_under_load_ends_every_call_with_a_status(
+    serve_process: ServerProcess,
+) -> None:
+    outcomes: list[object] = []
+    async with serve_process.stub() as stub:
+        jobs = [
+            (
+                await stub.run(
+                    pb.RunRequest(command=["sh", "-c", "trap '' TERM; echo up; sleep 3600"])
+                )
+            ).job,
+            (await stub.run(pb.RunRequest(command=["sleep", "3600"]))).job,
+        ]
+
+        async def follow(job_id: str) -> None:
+            outcomes.append(await collect(stub, job_id))
+
+        async def wait(job_id: str) -> None:
+            outcomes.append((await stub.wait(pb.WaitRequest(job_id=job_id))).job.state)
+
+        async with anyio.create_task_group() as tg:
+            for job in jobs:
+                tg.start_soon(follow, job.id)
+                tg.start_soon(wait, job.id)
+            await anyio.sleep(0.5)
+            started = time.monotonic()
+            assert await serve_process.stop() == 0
+            elapsed = time.monotonic() - started
+    assert elapsed < 1 + 5  # the grace, plus a few seconds
+    assert sorted(map(str, outcomes)) == sorted(
+        map(str, [(b"up\n", 0), (b"", 0), pb.JobState.SHUTDOWN, pb.JobState.SHUTDOWN])
+    )
+    await serve_process.start()
+    async with serve_process.stub() as stub:
+        for job in jobs:
+            final = (await stub.status(pb.StatusRequest(job_id=job.id))).job
+            assert final.state is pb.JobState.SHUTDOWN
+            assert process_gone(job.pid)
+
+
+async def test_400_mb_of_output_keeps_the_server_small(serve_process: ServerProcess) -> None:
+    async with serve_process.stub() as stub:
+        job = (await stub.run(pb.RunRequest(command=["head", "-c", "400M", "/dev/zero"]))).job
+        final = (await stub.wait(pb.WaitRequest(job_id=job.id))).job
+    assert final.output_bytes == 400 << 20
+    assert serve_process.rss_peak() < 200 << 20
+
+
+async def test_a_follower_crossing_the_retention_cap(
+    test_pki: Certificates, tmp_path: Path
+) -> None:
+    payload = os.urandom(6 << 20)
+    (tmp_path / "blob").write_bytes(payload)
+    server = ServerProcess(test_pki, tmp_path / "state", "--output-cap=1M")
+    await server.start()
+    try:
+        async with server.stub() as stub:
+            job = (await stub.run(pb.RunRequest(command=["cat", str(tmp_path / "blob")]))).job
+            await stub.wait(pb.WaitRequest(job_id=job.id))
+            data, dropped = await collect(stub, job.id)
+        assert dropped > 0
+        assert dropped + len(data) == len(payload)
+        assert data == payload[dropped:]
+        kept = sum(
+            p.stat().st_size
+            for p in (tmp_path / "state" / "jobs" / job.id / "output").glob("*.out")
+        )
+        assert kept <= (1 << 20) + (1 << 20)  # the cap plus at most one chunk
+    finally:
+        await server.stop()
+
+
+async def _mount_tmpfs(path: Path, size: str) -> None:
+    path.mkdir()  # noqa: ASYNC240 (instant)
+    await anyio.run_process(["mount", "-t", "tmpfs", "-o", f"size={size}", "jobs-test", str(path)])
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
+async def test_a_full_disk_loses_output_but_nothing_else(tmp_path: Path) -> None:
+    state = tmp_path / "small"
+    await _mount_tmpfs(state, "1M")
+    try:
+        async with JobManager(state / "state") as manager:
+            info = await manager.start(JobSpec(("head", "-c", "5000000", "/dev/zero")), "alice")
+            final = await manager.wait(info.id, "alice")
+            assert (final.state, final.exit_code) == (JobState.EXITED, 0)
+            assert final.lost_bytes > 0
+            assert final.output_bytes + final.lost_bytes == 5_000_000
+            after = await manager.start(JobSpec(("echo", "still here")), "alice")
+            assert (await manager.wait(after.id, "alice")).exit_code == 0
+    finally:
+        await anyio.run_process(["umount", str(state)])
+
+
+async def test_the_state_directory_is_private(tmp_path: Path) -> None:
+    async with JobManager(tmp_path / "state") as manager:
+        info = await manager.start(JobSpec(("echo", "secret")), "alice")
+        await manager.wait(info.id, "alice")
+    for root, dirs, files in os.walk(tmp_path / "state"):
+        for name in dirs + files:
+            mode = stat.S_IMODE(os.stat(os.path.join(root, name)).st_mode)
+            assert mode & 0o077 == 0, (name, oct(mode))
+    assert stat.S_IMODE((tmp_path / "state").stat().st_mode) == 0o700
+
+
+async def test_history_cap_forgets_the_oldest(tmp_path: Path) -> None:
+    async with JobManager(tmp_path / "state", history=3) as manager:
+        ids = []
+        for n in range(5):
+            info = await manager.start(JobSpec(("echo", str(n))), "alice")
+            await manager.wait(info.id, "alice")
+            ids.append(info.id)
+        assert [i.id for i in manager.list("alice")] == ids[2:]
+        assert sorted(p.name for p in (tmp_path / "state" / "jobs").iterdir()) == sorted(ids[2:])
+    async with JobManager(tmp_path / "state", history=1) as manager:
+        assert [i.id for i in manager.list("alice")] == ids[4:]
+
+
+async def test_resume_after_a_dropped_connection_has_no_gap_and_no_duplicate(
+    serve_process: ServerProcess,
+) -> None:
+    async with serve_process.stub() as stub:
+        job = (
+            await stub.run(
+                pb.RunRequest(command=["sh", "-c", "seq 1 200000; sleep 0.5; seq 1 1000"])
+            )
+        ).job
+        first = bytearray()
+        async for message in stub.logs(pb.LogsRequest(job_id=job.id, follow=True)):
+            first += message.data
+            if len(first) > 100_000:
+                break  # the connection drops
+        rest, _ = await collect(stub, job.id, offset=len(first))
+        whole, _ = await collect(stub, job.id)
+    assert hashlib.sha256(bytes(first) + rest).digest() == hashlib.sha256(whole).digest()
