@@ -16,7 +16,7 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_external_run = True
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
-CODE = ["jobs", "cli", "pki", "tests", "noxfile.py"]
+CODE = ["jobs", "cli", "pki", "tests", "bench", "noxfile.py"]
 
 
 @nox.session
@@ -92,3 +92,13 @@ def _differences(comparison: filecmp.dircmp[str]) -> list[str]:
     for sub in comparison.subdirs.values():
         found.extend(_differences(sub))
     return found
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks: each figure with its ratio to a baseline measured in the same run.
+
+    `nox -s bench -- --help` lists the scenarios and their sizes.
+    """
+    session.install(".")
+    session.run("python", "bench/run.py", *session.posargs)

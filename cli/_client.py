@@ -12,12 +12,13 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
 from gen.jobs import v1 as pb
-from jobs.client import connection_errors, open_channel
+from jobs.client import connection_errors, logs, open_channel
 
 from ._errors import CliError
+from ._render import write_output
 from ._settings import DEFAULT_ADDR, local_user, parse_address, pki_dir
 
-__all__ = ["connect", "connection_options", "for_job"]
+__all__ = ["connect", "connection_options", "for_job", "stream_output"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -79,6 +80,15 @@ async def connect(
             yield pb.JobServiceStub(channel)
     finally:
         channel.close()
+
+
+async def stream_output(
+    stub: pb.JobServiceStub, job_id: str, *, follow: bool, offset: int = 0
+) -> None:
+    """Write a job's output to our stdout and stderr as it arrives."""
+    async with logs(stub.channel, job_id, follow=follow, offset=offset) as messages:
+        async for message in messages:
+            write_output(message)
 
 
 @contextlib.contextmanager

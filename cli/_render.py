@@ -11,6 +11,7 @@ from typing import Any
 
 import asyncclick as click
 
+from gen import service_pb2 as wire
 from gen.jobs import v1 as pb
 
 __all__ = ["exit_code", "job_document", "table", "write_output"]
@@ -39,7 +40,7 @@ def state_name(state: pb.JobState) -> str:
     return (pb.JobState(state).name or "unknown").lower()
 
 
-def write_output(message: pb.LogsResponse) -> None:
+def write_output(message: wire.LogsResponse) -> None:
     """Job stdout to our stdout and job stderr to our stderr, bytes untouched."""
     if message.dropped:
         click.echo(

@@ -7,10 +7,7 @@ from pathlib import Path
 import anyio
 import asyncclick as click
 
-from gen.jobs import v1 as pb
-
-from ._client import connect, connection_options, for_job
-from ._render import write_output
+from ._client import connect, connection_options, for_job, stream_output
 
 __all__ = ["logs"]
 
@@ -37,10 +34,8 @@ async def logs(
     """Print the output of job ID: its stdout to stdout, its stderr to stderr."""
     async with connect(addr, ca, cert, key) as stub:
         with for_job(job_id):
-            request = pb.LogsRequest(job_id=job_id, follow=follow, offset=offset)
             try:
-                async for message in stub.logs(request):
-                    write_output(message)
+                await stream_output(stub, job_id, follow=follow, offset=offset)
             except anyio.get_cancelled_exc_class():
                 if follow:
                     click.echo(f"jobs: stopped following job {job_id}", err=True)

@@ -10,9 +10,9 @@ import asyncclick as click
 from gen.jobs import v1 as pb
 from jobs import IoRate, Namespace
 
-from ._client import connect, connection_options
+from ._client import connect, connection_options, stream_output
 from ._params import DURATION, ENV, IO_RATE, ISOLATION, SIZE
-from ._render import exit_code, write_output
+from ._render import exit_code
 
 __all__ = ["run"]
 
@@ -75,8 +75,7 @@ async def run(
             click.echo(job.id)
             return
         try:
-            async for message in stub.logs(pb.LogsRequest(job_id=job.id, follow=True)):
-                write_output(message)
+            await stream_output(stub, job.id, follow=True)
         except anyio.get_cancelled_exc_class():
             click.echo(f"jobs: stopped following job {job.id}; it is still running", err=True)
             raise

@@ -16,10 +16,9 @@ from grpclib.health.service import Health
 from grpclib.reflection.service import ServerReflection
 from grpclib.server import Server
 
-import gen.service_pb2  # noqa: F401  (registers the descriptors that reflection serves)
-
 from . import _grpclib
 from ._auth import DEFAULT_ROLE_OID, Role
+from ._codec import Codec
 from ._guard import Guard, Policy
 from ._job import DEFAULT_GRACE
 from ._manager import (
@@ -128,6 +127,7 @@ async def serve(
         # Built here, inside the running loop: grpclib binds to the loop it is created in.
         server = Server(
             ServerReflection.extend([jobs, Health({jobs: []})]),
+            codec=Codec(),
             config=Configuration(
                 _keepalive_time=config.keepalive_time,
                 _keepalive_timeout=config.keepalive_timeout,

@@ -6,18 +6,21 @@ statuses in one table (``jobs._guard.STATUS``).
 
 from __future__ import annotations
 
-import contextlib
 import datetime
-from collections.abc import AsyncGenerator
+import functools
 from typing import Any
 
 import grpclib.const
+from google.protobuf.timestamp_pb2 import Timestamp
 
+# Also registers service.proto's descriptors, which server reflection serves.
+from gen import service_pb2 as wire
 from gen.jobs import v1 as pb
 
+from ._codec import Encoded
 from ._guard import current_principal
 from ._manager import JobManager
-from ._model import Chunk, IoRate, JobInfo, JobSpec, JobState, Limits, Namespace
+from ._model import Chunk, Gap, IoRate, JobInfo, JobSpec, JobState, Limits, Namespace, Stream
 from .errors import InvalidArgument
 
 __all__ = ["LOGS_METHOD", "JobService", "job_message", "spec_from_request"]
@@ -27,6 +30,7 @@ LOGS_METHOD = "/jobs.v1.JobService/Logs"
 _STATES = {state: pb.JobState[state.name] for state in JobState}
 _NAMESPACES = {pb.Namespace[ns.name]: ns for ns in Namespace}
 _NAMESPACE_MESSAGES = {ns: message for message, ns in _NAMESPACES.items()}
+_WIRE_STREAMS = {Stream.STDOUT: wire.STREAM_STDOUT, Stream.STDERR: wire.STREAM_STDERR}
 
 
 class JobService(pb.JobServiceBase):
@@ -61,29 +65,11 @@ class JobService(pb.JobServiceBase):
         info = await self._manager.wait(wait_request.job_id, current_principal().account)
         return pb.WaitResponse(job=job_message(info))
 
-    async def logs(self, logs_request: pb.LogsRequest) -> AsyncGenerator[pb.LogsResponse]:
-        reader = self._manager.reader(
-            logs_request.job_id,
-            current_principal().account,
-            logs_request.offset,
-            follow=logs_request.follow,
-        )
-        async with reader:
-            async for item in reader:
-                if isinstance(item, Chunk):
-                    yield pb.LogsResponse(
-                        offset=item.offset,
-                        stream=pb.Stream(int(item.stream)),
-                        data=item.data,
-                        time=_datetime(item.time_ns / 1e9),
-                    )
-                else:
-                    yield pb.LogsResponse(offset=item.offset + item.size, dropped=item.size)
-
     def __mapping__(self) -> dict[str, grpclib.const.Handler]:
         mapping: dict[str, grpclib.const.Handler] = super().__mapping__()
-        # betterproto iterates the generator without closing it when the client
-        # goes away; this handler closes it at once, which frees the log reader.
+        # Its own handler: betterproto iterates the generator without closing it
+        # when the client goes away (this one frees the log reader at once), and
+        # encodes big messages slowly (this one sends them pre-encoded).
         mapping[LOGS_METHOD] = grpclib.const.Handler(
             self._logs_handler,
             grpclib.const.Cardinality.UNARY_STREAM,
@@ -93,10 +79,28 @@ class JobService(pb.JobServiceBase):
         return mapping
 
     async def _logs_handler(self, stream: Any) -> None:
-        logs_request = await stream.recv_message()
-        async with contextlib.aclosing(self.logs(logs_request)) as responses:
-            async for response in responses:
-                await stream.send_message(response)
+        request = await stream.recv_message()
+        reader = self._manager.reader(
+            request.job_id, current_principal().account, request.offset, follow=request.follow
+        )
+        async with reader:
+            async for item in reader:
+                await stream.send_message(Encoded(_encode_log_item(item)))
+
+
+def _encode_log_item(item: Chunk | Gap) -> bytes:
+    """A ``LogsResponse`` in wire format, encoded by protobuf's C implementation."""
+    if isinstance(item, Gap):
+        return wire.LogsResponse(
+            offset=item.offset + item.size, dropped=item.size
+        ).SerializeToString()
+    seconds, nanos = divmod(item.time_ns, 1_000_000_000)
+    return wire.LogsResponse(
+        offset=item.offset,
+        stream=_WIRE_STREAMS[item.stream],
+        data=item.data,
+        time=Timestamp(seconds=seconds, nanos=nanos),
+    ).SerializeToString()
 
 
 def spec_from_request(request: pb.RunRequest) -> JobSpec:
@@ -129,8 +133,11 @@ def _limits(message: pb.Limits | None) -> Limits:
     )
 
 
+@functools.lru_cache(maxsize=4096)
 def job_message(info: JobInfo) -> pb.Job:
-    """The API's view of a job."""
+    """The API's view of a job. Cached: building a message costs more than the
+    call around it, and an ended job's facts never change (callers must not
+    modify the message)."""
     spec = info.spec
     limits = spec.limits
     job = pb.Job(

@@ -1,0 +1,520 @@
+"""The jobs benchmark suite: each figure next to a baseline measured in the same run.
+
+Run with `nox -s bench` (or `python bench/run.py --help` inside an environment
+with jobs installed). Sizes default to a few minutes in all on a 2-core machine;
+every one is settable. The server is the real `jobs serve`, on loopback, with its
+state on /dev/shm (when there is one) so that the disk is not what is measured.
+These machines are noisy: read the ratios, not the absolute figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import anyio
+from grpclib.client import Channel
+
+import pki
+from gen.jobs import v1 as pb
+from jobs._tls import client_context, server_context
+from jobs.client import logs
+
+JOBS = str(Path(sys.executable).with_name("jobs"))
+MiB = 1 << 20
+
+
+@dataclass
+class Row:
+    scenario: str
+    figure: float
+    unit: str
+    baseline: float | None = None
+    baseline_name: str = ""
+
+    def show(self) -> str:
+        ratio = f"{self.figure / self.baseline:6.2f}x" if self.baseline else "      "
+        base = f"{self.baseline:12.1f} {self.unit:<8} {self.baseline_name}" if self.baseline else ""
+        return f"{self.scenario:<46} {self.figure:12.1f} {self.unit:<8} {ratio}  {base}"
+
+
+@dataclass
+class Bench:
+    args: argparse.Namespace
+    workdir: Path
+    rows: list[Row] = field(default_factory=list)
+    port: int = 0
+    server: subprocess.Popen[bytes] | None = None
+    ids: pki.Identity | None = None
+
+    def add(self, row: Row) -> None:
+        self.rows.append(row)
+        print(row.show(), flush=True)
+
+    # -- the server --------------------------------------------------------------
+
+    def start_server(self) -> None:
+        home = self.workdir
+        state_root = Path("/dev/shm") if Path("/dev/shm").is_dir() else home
+        self.state = Path(tempfile.mkdtemp(prefix="jobs-bench-", dir=state_root))
+        command = [
+            JOBS, "serve", "--listen=127.0.0.1:0", f"--ca={home / 'ca.crt'}",
+            f"--cert={home / 'server.crt'}", f"--key={home / 'server.key'}",
+            f"--state-dir={self.state}", "--max-running=2000", "--max-streams=5000",
+            "--output-cap=8G", "--history=5000", "--grace=1s",
+        ]  # fmt: skip
+        self.server = subprocess.Popen(command, stderr=subprocess.PIPE)
+        assert self.server.stderr is not None
+        log = b""
+        while not (found := re.search(rb"listening on 127.0.0.1:(\d+)", log)):
+            chunk = os.read(self.server.stderr.fileno(), 4096)
+            if not chunk:
+                raise SystemExit(f"jobs serve did not start:\n{log.decode()}")
+            log += chunk
+        self.port = int(found[1])
+        # Keep draining its log so it never blocks on a full pipe.
+        threading.Thread(target=self._drain, args=(self.server.stderr,), daemon=True).start()
+
+    @staticmethod
+    def _drain(stream: IO[bytes]) -> None:
+        while os.read(stream.fileno(), 65536):
+            pass
+
+    def stop_server(self) -> None:
+        if self.server is not None:
+            self.server.send_signal(signal.SIGTERM)
+            self.server.wait(30)
+            shutil.rmtree(self.state, ignore_errors=True)
+
+    def server_rss(self, peak: bool = False) -> int:
+        assert self.server is not None
+        key = "VmHWM:" if peak else "VmRSS:"
+        with open(f"/proc/{self.server.pid}/status") as f:
+            for line in f:
+                if line.startswith(key):
+                    return int(line.split()[1]) * 1024
+        return 0
+
+    def client_env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "JOBS_ADDR": f"127.0.0.1:{self.port}",
+            "JOBS_CA": str(self.workdir / "ca.crt"),
+            "JOBS_CERT": str(self.workdir / "bench.crt"),
+            "JOBS_KEY": str(self.workdir / "bench.key"),
+        }
+
+    def channel(self) -> Channel:
+        context = client_context(
+            self.workdir / "ca.crt", self.workdir / "bench.crt", self.workdir / "bench.key"
+        )
+        return Channel("127.0.0.1", self.port, ssl=context)
+
+    @contextlib.asynccontextmanager
+    async def stub(self) -> AsyncIterator[pb.JobServiceStub]:
+        channel = self.channel()
+        try:
+            yield pb.JobServiceStub(channel)
+        finally:
+            channel.close()
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p))]
+
+
+def timed(command: str, env: dict[str, str] | None = None) -> float:
+    started = time.perf_counter()
+    subprocess.run(["bash", "-c", command], env=env, check=True)
+    return time.perf_counter() - started
+
+
+# -- baselines -------------------------------------------------------------------------
+
+
+def tls_copy(workdir: Path, size: int, piece: int = 256 << 10) -> float:
+    """Seconds to push ``size`` bytes through a plain TLS 1.3 socket on loopback."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    sender = os.fork()
+    if sender == 0:
+        context = server_context(workdir / "server.crt", workdir / "server.key", workdir / "ca.crt")
+        conn, _ = listener.accept()
+        with context.wrap_socket(conn, server_side=True) as tls:
+            block, left = bytes(piece), size
+            while left > 0:
+                left -= tls.send(block[: min(piece, left)])
+        os._exit(0)
+    listener.close()
+    context = client_context(workdir / "ca.crt", workdir / "bench.crt", workdir / "bench.key")
+    started = time.perf_counter()
+    with context.wrap_socket(
+        socket.create_connection(("127.0.0.1", port)), server_hostname="localhost"
+    ) as tls:
+        received = 0
+        while received < size:
+            data = tls.recv(1 << 20)
+            if not data:
+                break
+            received += len(data)
+    elapsed = time.perf_counter() - started
+    os.waitpid(sender, 0)
+    return elapsed
+
+
+# -- scenarios -------------------------------------------------------------------------
+
+
+async def single_follower(b: Bench) -> None:
+    size = b.args.stream_mib * MiB
+    env = b.client_env()
+    job = (
+        subprocess.run(
+            [JOBS, "run", "head", "-c", str(size), "/dev/zero"],
+            env=env,
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .strip()
+    )
+    live = timed(f"{JOBS} logs -f {job} > /dev/null", env)
+    replay = timed(f"{JOBS} logs {job} > /dev/null", env)
+    baseline = await anyio.to_thread.run_sync(tls_copy, b.workdir, size)
+    b.add(
+        Row(
+            "single follower, live (jobs logs -f)",
+            size / live / 1e6,
+            "MB/s",
+            size / baseline / 1e6,
+            "TLS 1.3 socket copy",
+        )
+    )
+    b.add(
+        Row(
+            "single follower, replay from disk (jobs logs)",
+            size / replay / 1e6,
+            "MB/s",
+            size / baseline / 1e6,
+            "TLS 1.3 socket copy",
+        )
+    )
+
+
+async def live_run(b: Bench) -> None:
+    size = b.args.stream_mib * MiB
+    env = b.client_env()
+    alone = min(timed(f"head -c {size} /dev/zero > /dev/null") for _ in range(3))
+    wall = timed(f"{JOBS} run -f -- head -c {size} /dev/zero > /dev/null", env)
+    b.add(
+        Row(
+            f"jobs run -f head -c {b.args.stream_mib}M, wall",
+            wall * 1000,
+            "ms",
+            alone * 1000,
+            "the job alone",
+        )
+    )
+
+
+async def fan_out(b: Bench) -> None:
+    size = b.args.fanout_mib * MiB
+    for followers in b.args.followers:
+        async with b.stub() as stub:
+            job = (
+                await stub.run(
+                    pb.RunRequest(command=["sh", "-c", f"sleep 0.5; head -c {size} /dev/zero"])
+                )
+            ).job
+        channels = [b.channel() for _ in range(max(1, followers // 50))]
+        received = 0
+
+        async def follow(channel: Channel, job_id: str = job.id) -> None:
+            nonlocal received
+            async with logs(channel, job_id, follow=True) as messages:
+                async for message in messages:
+                    received += len(message.data)
+
+        started = time.perf_counter()
+        async with anyio.create_task_group() as tg:
+            for n in range(followers):
+                tg.start_soon(follow, channels[n % len(channels)])
+        elapsed = time.perf_counter() - started - 0.5
+        for channel in channels:
+            channel.close()
+        assert received == followers * size, (received, followers * size)
+        b.add(Row(f"fan-out {followers} followers, aggregate", received / elapsed / 1e6, "MB/s"))
+        b.add(
+            Row(
+                f"fan-out {followers} followers, server peak RSS",
+                b.server_rss(peak=True) / MiB,
+                "MiB",
+            )
+        )
+        await line_latency(b, followers)
+
+
+async def line_latency(b: Bench, followers: int) -> None:
+    script = (
+        "import time\n"
+        "for _ in range(100):\n"
+        "    print(time.time_ns(), flush=True)\n"
+        "    time.sleep(0.02)"
+    )
+    async with b.stub() as stub:
+        job = (await stub.run(pb.RunRequest(command=[sys.executable, "-c", script]))).job
+    channels = [b.channel() for _ in range(max(1, followers // 50))]
+    latencies: list[float] = []
+
+    async def follow(channel: Channel) -> None:
+        async with logs(channel, job.id, follow=True) as messages:
+            async for message in messages:
+                now = time.time_ns()
+                latencies.extend((now - int(line)) / 1e6 for line in message.data.split())
+
+    async with anyio.create_task_group() as tg:
+        for n in range(followers):
+            tg.start_soon(follow, channels[n % len(channels)])
+    for channel in channels:
+        channel.close()
+    # The first lines are replayed from disk to late joiners; count the live ones.
+    live = latencies[len(latencies) // 10 :]
+    b.add(Row(f"fan-out {followers} followers, line latency p50", percentile(live, 0.5), "ms"))
+    b.add(Row(f"fan-out {followers} followers, line latency p99", percentile(live, 0.99), "ms"))
+
+
+async def control_plane(b: Bench) -> None:
+    calls, in_flight = b.args.calls, 50
+    async with b.stub() as stub:
+        job = (await stub.run(pb.RunRequest(command=["true"]))).job
+        await stub.wait(pb.WaitRequest(job_id=job.id))
+        latencies: list[float] = []
+        counter = iter(range(calls))
+
+        async def worker() -> None:
+            for _ in counter:
+                started = time.perf_counter()
+                await stub.status(pb.StatusRequest(job_id=job.id))
+                latencies.append(time.perf_counter() - started)
+
+        started = time.perf_counter()
+        async with anyio.create_task_group() as tg:
+            for _ in range(in_flight):
+                tg.start_soon(worker)
+        elapsed = time.perf_counter() - started
+    b.add(
+        Row(
+            "status calls, 50 in flight on one connection",
+            calls / elapsed,
+            "calls/s",
+            2000,
+            "the goal",
+        )
+    )
+    b.add(Row("status call latency p50", percentile(latencies, 0.5) * 1000, "ms"))
+    b.add(Row("status call latency p99", percentile(latencies, 0.99) * 1000, "ms"))
+
+
+async def start_rate(b: Bench) -> None:
+    count = b.args.starts
+    bare = []
+    for _ in range(count):
+        started = time.perf_counter()
+        subprocess.Popen(["/bin/true"]).wait()
+        bare.append(time.perf_counter() - started)
+    bare_rate = count / sum(bare)
+    variants = {
+        "no limits": pb.RunRequest(command=["/bin/true"]),
+        "cgroup limits": pb.RunRequest(
+            command=["/bin/true"], limits=pb.Limits(cpu=1, memory=256 * MiB, pids=64)
+        ),
+        "pid,mount,net namespaces": pb.RunRequest(
+            command=["/bin/true"],
+            isolation=[pb.Namespace["PID"], pb.Namespace["MOUNT"], pb.Namespace["NET"]],
+        ),
+    }
+    async with b.stub() as stub:
+        for name, request in variants.items():
+            latencies = []
+            started_all = time.perf_counter()
+            for _ in range(count):
+                started = time.perf_counter()
+                try:
+                    job = (await stub.run(request)).job
+                except Exception as exc:  # a host without cgroups or namespaces
+                    print(f"  start rate, {name}: not measured ({exc})")
+                    break
+                latencies.append(time.perf_counter() - started)
+                await stub.wait(pb.WaitRequest(job_id=job.id))
+            else:
+                rate = count / (time.perf_counter() - started_all)
+                b.add(
+                    Row(
+                        f"start rate, {name} (run + wait)",
+                        rate,
+                        "jobs/s",
+                        bare_rate,
+                        "Popen(/bin/true)",
+                    )
+                )
+                b.add(Row(f"start latency, {name}, p50", percentile(latencies, 0.5) * 1000, "ms"))
+                b.add(Row(f"start latency, {name}, p99", percentile(latencies, 0.99) * 1000, "ms"))
+
+
+async def memory(b: Bench) -> None:
+    start_rss = b.server_rss()
+    async with b.stub() as stub:
+        for _ in range(b.args.finished):
+            job = (await stub.run(pb.RunRequest(command=["/bin/true"]))).job
+            await stub.wait(pb.WaitRequest(job_id=job.id))
+        b.add(
+            Row(
+                f"server RSS with {b.args.finished} more finished jobs",
+                b.server_rss() / MiB,
+                "MiB",
+                start_rss / MiB,
+                "before them",
+            )
+        )
+        sleeper = (await stub.run(pb.RunRequest(command=["sleep", "3600"]))).job
+        before = b.server_rss()
+        async with anyio.create_task_group() as tg:
+            channels = [b.channel() for _ in range(10)]
+            for n in range(b.args.idle_followers):
+                tg.start_soon(_drain_logs, channels[n % 10], sleeper.id)
+            await anyio.sleep(3)
+            b.add(
+                Row(
+                    f"server RSS with {b.args.idle_followers} idle followers",
+                    b.server_rss() / MiB,
+                    "MiB",
+                    before / MiB,
+                    "without them",
+                )
+            )
+            tg.cancel_scope.cancel()
+        for channel in channels:
+            channel.close()
+        await stub.stop(pb.StopRequest(job_id=sleeper.id, grace_seconds=0))
+        await anyio.sleep(1)
+        before = b.server_rss()
+        for _ in range(b.args.drift_calls // 1000):
+            async with anyio.create_task_group() as tg:
+                for _ in range(50):
+                    tg.start_soon(_statuses, stub, sleeper.id, 20)
+        b.add(
+            Row(
+                f"server RSS after {b.args.drift_calls} status calls",
+                b.server_rss() / MiB,
+                "MiB",
+                before / MiB,
+                "before them",
+            )
+        )
+    before = b.server_rss()
+    for _ in range(b.args.waves):
+        channels = [b.channel() for _ in range(b.args.wave_clients)]
+        async with anyio.create_task_group() as tg:
+            for channel in channels:
+                tg.start_soon(_one_list, channel)
+        for channel in channels:
+            channel.close()
+        await anyio.sleep(0.5)
+    b.add(
+        Row(
+            f"server RSS after {b.args.waves} waves of {b.args.wave_clients} clients",
+            b.server_rss() / MiB,
+            "MiB",
+            before / MiB,
+            "before them",
+        )
+    )
+
+
+async def _drain_logs(channel: Channel, job_id: str) -> None:
+    async with logs(channel, job_id, follow=True) as messages:
+        async for _ in messages:
+            pass
+
+
+async def _statuses(stub: pb.JobServiceStub, job_id: str, count: int) -> None:
+    for _ in range(count):
+        await stub.status(pb.StatusRequest(job_id=job_id))
+
+
+async def _one_list(channel: Channel) -> None:
+    await pb.JobServiceStub(channel).list(pb.ListRequest())
+
+
+SCENARIOS: dict[str, Callable[[Bench], Awaitable[None]]] = {
+    "stream": single_follower,
+    "live": live_run,
+    "fanout": fan_out,
+    "control": control_plane,
+    "start": start_rate,
+    "memory": memory,
+}
+
+
+async def main(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory(prefix="jobs-bench-") as tmp:
+        workdir = Path(tmp)
+        ca = pki.create_ca()
+        pki.write_identity(ca, workdir, "ca")
+        pki.write_identity(pki.issue_server(ca), workdir, "server")
+        pki.write_identity(pki.issue_client(ca, "bench", "full"), workdir, "bench")
+        bench = Bench(args, workdir)
+        bench.start_server()
+        print(
+            f"jobs bench on {os.cpu_count()} cores, Python {sys.version.split()[0]}; "
+            f"state on {bench.state.parent}"
+        )
+        print(f"{'scenario':<46} {'figure':>12} {'unit':<8} {'ratio':>7}  baseline")
+        try:
+            for name in args.only or SCENARIOS:
+                await SCENARIOS[name](bench)
+        finally:
+            bench.stop_server()
+
+
+def parse() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--only", nargs="+", choices=SCENARIOS, help="run only these scenarios")
+    parser.add_argument(
+        "--stream-mib", type=int, default=1024, help="bytes of the streaming scenarios (MiB)"
+    )
+    parser.add_argument(
+        "--fanout-mib", type=int, default=8, help="bytes each fan-out follower receives (MiB)"
+    )
+    parser.add_argument("--followers", type=int, nargs="+", default=[100, 500])
+    parser.add_argument("--calls", type=int, default=20_000, help="status calls to time")
+    parser.add_argument("--starts", type=int, default=100, help="jobs started per variant")
+    parser.add_argument(
+        "--finished", type=int, default=1000, help="finished jobs for the memory figure"
+    )
+    parser.add_argument("--idle-followers", type=int, default=500)
+    parser.add_argument("--drift-calls", type=int, default=100_000)
+    parser.add_argument("--waves", type=int, default=5)
+    parser.add_argument("--wave-clients", type=int, default=500)
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    anyio.run(main, parse(), backend="asyncio", backend_options={"use_uvloop": True})
