@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,13 +20,35 @@ from ._errors import CliError
 from ._render import write_output
 from ._settings import DEFAULT_ADDR, local_user, parse_address, pki_dir
 
-__all__ = ["connect", "connection_options", "for_job", "stream_output"]
+__all__ = ["Server", "connect", "connection_options", "for_job", "stream_output"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+@dataclass(frozen=True)
+class Server:
+    """Where the server is and who we are: the connection options of a command."""
+
+    addr: str
+    ca: Path | None
+    cert: Path | None
+    key: Path | None
+
+    def connect(self) -> contextlib.AbstractAsyncContextManager[pb.JobServiceStub]:
+        """A stub for the block's duration; see ``connect``."""
+        return connect(self.addr, self.ca, self.cert, self.key)
+
+
 def connection_options(command: F) -> F:
-    """The options every client command takes: where the server is, and who we are."""
+    """Add the options every client command takes, passed on as one ``server``."""
+
+    @functools.wraps(command)
+    async def with_server(
+        *args: Any, addr: str, ca: Path | None, cert: Path | None, key: Path | None, **kwargs: Any
+    ) -> Any:
+        return await command(*args, server=Server(addr, ca, cert, key), **kwargs)
+
+    decorated: Any = with_server
     for option in reversed(
         [
             click.option(
@@ -55,8 +79,8 @@ def connection_options(command: F) -> F:
             ),
         ]
     ):
-        command = option(command)
-    return command
+        decorated = option(decorated)
+    return decorated  # type: ignore[no-any-return]
 
 
 @contextlib.asynccontextmanager

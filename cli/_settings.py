@@ -8,12 +8,15 @@ from pathlib import Path
 
 import asyncclick as click
 
+import pki
+
 __all__ = [
     "DEFAULT_ADDR",
     "home",
     "local_user",
     "parse_address",
     "pki_dir",
+    "role_oid_option",
 ]
 
 DEFAULT_ADDR = "127.0.0.1:50051"
@@ -48,3 +51,12 @@ def parse_address(text: str) -> tuple[str, int]:
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     return host, int(port)
+
+
+role_oid_option = click.option(
+    "--role-oid",
+    envvar="JOBS_ROLE_OID",
+    default=pki.DEFAULT_ROLE_OID,
+    show_default=True,
+    help="OID of the role extension. [env: JOBS_ROLE_OID]",
+)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import anyio
 import asyncclick as click
 
 from gen.jobs import v1 as pb
 
-from ._client import connect, connection_options, for_job
+from ._client import Server, connection_options, for_job
 from ._errors import CliError
 from ._params import DURATION, SIGNAL
 
@@ -27,10 +25,7 @@ async def kill(
     sig: int | None,
     grace: float | None,
     job_ids: tuple[str, ...],
-    addr: str,
-    ca: Path | None,
-    cert: Path | None,
-    key: Path | None,
+    server: Server,
 ) -> None:
     """Stop jobs ID...: each gets the signal, then SIGKILL after the grace period.
 
@@ -38,7 +33,7 @@ async def kill(
     """
     stopped: list[str] = []
     failures: list[CliError] = []
-    async with connect(addr, ca, cert, key) as stub:
+    async with server.connect() as stub:
 
         async def stop(job_id: str) -> None:
             try:

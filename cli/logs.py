@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import anyio
 import asyncclick as click
 
-from ._client import connect, connection_options, for_job, stream_output
+from ._client import Server, connection_options, for_job, stream_output
 
 __all__ = ["logs"]
 
@@ -26,13 +24,10 @@ async def logs(
     follow: bool,
     offset: int,
     job_id: str,
-    addr: str,
-    ca: Path | None,
-    cert: Path | None,
-    key: Path | None,
+    server: Server,
 ) -> None:
     """Print the output of job ID: its stdout to stdout, its stderr to stderr."""
-    async with connect(addr, ca, cert, key) as stub:
+    async with server.connect() as stub:
         with for_job(job_id):
             try:
                 await stream_output(stub, job_id, follow=follow, offset=offset)

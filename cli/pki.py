@@ -9,7 +9,7 @@ import asyncclick as click
 import pki as authority
 
 from ._errors import CliError
-from ._settings import pki_dir
+from ._settings import pki_dir, role_oid_option
 
 __all__ = ["pki"]
 
@@ -59,13 +59,7 @@ async def init(directory: Path | None, names: tuple[str, ...], force: bool) -> N
     show_default=True,
     help="Validity.",
 )
-@click.option(
-    "--role-oid",
-    envvar="JOBS_ROLE_OID",
-    default=authority.DEFAULT_ROLE_OID,
-    show_default=True,
-    help="OID of the role extension. [env: JOBS_ROLE_OID]",
-)
+@role_oid_option
 async def issue(
     name: str, role: str, out: Path | None, directory: Path | None, days: int, role_oid: str
 ) -> None:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import asyncclick as click
 
 from gen.jobs import v1 as pb
 
-from ._client import connect, connection_options, for_job
+from ._client import Server, connection_options, for_job
 from ._render import job_document, table
 
 __all__ = ["ps"]
@@ -22,13 +21,10 @@ __all__ = ["ps"]
 async def ps(
     as_json: bool,
     job_ids: tuple[str, ...],
-    addr: str,
-    ca: Path | None,
-    cert: Path | None,
-    key: Path | None,
+    server: Server,
 ) -> None:
     """List your jobs (or just the jobs ID...), oldest first."""
-    async with connect(addr, ca, cert, key) as stub:
+    async with server.connect() as stub:
         if job_ids:
             jobs = []
             for job_id in job_ids:

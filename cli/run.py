@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import anyio
 import asyncclick as click
 
 from gen.jobs import v1 as pb
 from jobs import IoRate, Namespace
 
-from ._client import connect, connection_options, stream_output
+from ._client import Server, connection_options, stream_output
 from ._params import DURATION, ENV, IO_RATE, ISOLATION, SIZE
 from ._render import exit_code
 
@@ -46,10 +44,7 @@ async def run(
     isolate: frozenset[Namespace] | None,
     timeout: float | None,
     command: tuple[str, ...],
-    addr: str,
-    ca: Path | None,
-    cert: Path | None,
-    key: Path | None,
+    server: Server,
 ) -> None:
     """Run COMMAND on the server (never through a shell) and print the job id.
 
@@ -69,7 +64,7 @@ async def run(
         isolation=[pb.Namespace[n.name] for n in sorted(isolate or (), key=lambda n: n.value)],
         timeout_seconds=timeout,
     )
-    async with connect(addr, ca, cert, key) as stub:
+    async with server.connect() as stub:
         job = (await stub.run(request)).job
         if not follow:
             click.echo(job.id)

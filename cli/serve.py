@@ -23,7 +23,7 @@ from jobs.server import serve as run_server
 
 from ._errors import CliError
 from ._params import DURATION, SIZE
-from ._settings import DEFAULT_ADDR, home, local_user, parse_address, pki_dir
+from ._settings import DEFAULT_ADDR, home, local_user, parse_address, pki_dir, role_oid_option
 
 __all__ = ["serve"]
 
@@ -62,13 +62,7 @@ log = logging.getLogger("jobs.serve")
     type=click.Path(file_okay=False, path_type=Path),
     help="Job records and output. [env: JOBS_STATE_DIR; default: $JOBS_HOME/state]",
 )
-@click.option(
-    "--role-oid",
-    envvar="JOBS_ROLE_OID",
-    default=authority.DEFAULT_ROLE_OID,
-    show_default=True,
-    help="OID of the role extension. [env: JOBS_ROLE_OID]",
-)
+@role_oid_option
 @click.option(
     "--max-running",
     type=click.IntRange(min=1),

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import asyncclick as click
 
 from gen.jobs import v1 as pb
 
-from ._client import connect, connection_options, for_job
+from ._client import Server, connection_options, for_job
 from ._render import exit_code
 
 __all__ = ["wait"]
@@ -17,11 +15,9 @@ __all__ = ["wait"]
 @click.command()
 @click.argument("job_id", metavar="ID")
 @connection_options
-async def wait(
-    job_id: str, addr: str, ca: Path | None, cert: Path | None, key: Path | None
-) -> None:
+async def wait(job_id: str, server: Server) -> None:
     """Wait until job ID has ended, and exit with its code (128 + signal if killed)."""
-    async with connect(addr, ca, cert, key) as stub:
+    async with server.connect() as stub:
         with for_job(job_id):
             job = (await stub.wait(pb.WaitRequest(job_id=job_id))).job
     raise click.exceptions.Exit(exit_code(job))
