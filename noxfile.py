@@ -100,5 +100,5 @@ def bench(session: nox.Session) -> None:
 
     `nox -s bench -- --help` lists the scenarios and their sizes.
     """
-    session.install(".")
+    session.install(".", "grpcio>=1.66", "grpcio-tools>=1.66")
     session.run("python", "bench/run.py", *session.posargs)

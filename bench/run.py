@@ -10,6 +10,7 @@ These machines are noisy: read the ratios, not the absolute figures.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import os
 import re
@@ -177,6 +178,71 @@ def tls_copy(workdir: Path, size: int, piece: int = 256 << 10) -> float:
     return elapsed
 
 
+GRPCIO_SERVER = """
+import sys, time
+from concurrent import futures
+import grpc
+import service_pb2 as pb, service_pb2_grpc as rpc
+
+size, ca, cert, key = int(sys.argv[1]), *sys.argv[2:5]
+PIECE = bytes(256 << 10)
+
+class Jobs(rpc.JobServiceServicer):
+    def Logs(self, request, context):
+        sent = 0
+        while sent < size:
+            data = PIECE[: min(len(PIECE), size - sent)]
+            yield pb.LogsResponse(offset=sent, stream=pb.STREAM_STDOUT, data=data)
+            sent += len(data)
+
+server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+rpc.add_JobServiceServicer_to_server(Jobs(), server)
+credentials = grpc.ssl_server_credentials(
+    [(open(key, "rb").read(), open(cert, "rb").read())],
+    root_certificates=open(ca, "rb").read(),
+    require_client_auth=True,
+)
+port = server.add_secure_port("127.0.0.1:0", credentials)
+server.start()
+print(port, flush=True)
+server.wait_for_termination()
+"""
+
+
+def grpcio_stream(b: Bench, size: int) -> float | None:
+    """Seconds for `jobs logs` to receive ``size`` bytes from a grpcio (C-core) server."""
+    out = b.workdir / "grpcio"
+    out.mkdir(exist_ok=True)
+    proto = Path(__file__).resolve().parent.parent / "service.proto"
+    generate = [sys.executable, "-m", "grpc_tools.protoc", f"-I{proto.parent}",
+                f"--python_out={out}", f"--grpc_python_out={out}", str(proto)]  # fmt: skip
+    if subprocess.run(generate, capture_output=True).returncode != 0:
+        print("  (no grpcio-tools here: the grpcio baseline is skipped)")
+        return None
+    (out / "server.py").write_text(GRPCIO_SERVER)
+    w = b.workdir
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            str(out / "server.py"),
+            str(size),
+            str(w / "ca.crt"),
+            str(w / "server.crt"),
+            str(w / "server.key"),
+        ],
+        cwd=out,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert server.stdout is not None
+        port = int(server.stdout.readline())
+        env = {**b.client_env(), "JOBS_ADDR": f"127.0.0.1:{port}"}
+        return timed(f"{JOBS} logs -f any-id > /dev/null", env)
+    finally:
+        server.kill()
+        server.wait()
+
+
 # -- scenarios -------------------------------------------------------------------------
 
 
@@ -214,6 +280,17 @@ async def single_follower(b: Bench) -> None:
             "TLS 1.3 socket copy",
         )
     )
+    grpcio = await anyio.to_thread.run_sync(grpcio_stream, b, size)
+    if grpcio is not None:
+        b.add(
+            Row(
+                "single follower, live (jobs logs -f)",
+                size / live / 1e6,
+                "MB/s",
+                size / grpcio / 1e6,
+                "grpcio server, same client",
+            )
+        )
 
 
 async def live_run(b: Bench) -> None:
@@ -427,14 +504,19 @@ async def memory(b: Bench) -> None:
             )
         )
     before = b.server_rss()
+    failures: list[str] = []
     for _ in range(b.args.waves):
         channels = [b.channel() for _ in range(b.args.wave_clients)]
         async with anyio.create_task_group() as tg:
             for channel in channels:
-                tg.start_soon(_one_list, channel)
+                tg.start_soon(_one_list, channel, failures)
         for channel in channels:
             channel.close()
         await anyio.sleep(0.5)
+    total = b.args.waves * b.args.wave_clients
+    b.add(Row(f"client calls failed in the waves (of {total})", len(failures), "calls"))
+    for reason in sorted(set(failures)):
+        print(f"  {failures.count(reason)} x {reason}")
     b.add(
         Row(
             f"server RSS after {b.args.waves} waves of {b.args.wave_clients} clients",
@@ -457,8 +539,15 @@ async def _statuses(stub: pb.JobServiceStub, job_id: str, count: int) -> None:
         await stub.status(pb.StatusRequest(job_id=job_id))
 
 
-async def _one_list(channel: Channel) -> None:
-    await pb.JobServiceStub(channel).list(pb.ListRequest())
+async def _one_list(channel: Channel, failures: list[str]) -> None:
+    try:
+        with anyio.fail_after(60):
+            await pb.JobServiceStub(channel).list(pb.ListRequest())
+    except Exception as exc:  # counted and reported, not fatal to the run
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            task.uncancel()  # grpclib's stray cancel on a lost connection
+        failures.append(f"{type(exc).__name__}: {exc}")
 
 
 SCENARIOS: dict[str, Callable[[Bench], Awaitable[None]]] = {
