@@ -1,0 +1,38 @@
+"""The installed distribution: the generic top-level names are ours, and the public
+surface is exactly what __all__ says."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+from pathlib import Path
+
+import pytest
+
+import jobs
+
+
+@pytest.mark.parametrize("name", ["jobs", "cli", "gen", "pki"])
+def test_top_level_names_resolve_to_this_project(name: str) -> None:
+    module = importlib.import_module(name)
+    assert module.__file__ is not None
+    files = importlib.metadata.files("jobs") or []
+    ours = {str(Path(str(f)).parts[0]) for f in files}
+    assert name in ours, f"{name} is not installed by the jobs distribution"
+    location = Path(module.__file__).resolve()
+    assert any(location == Path(str(f.locate())).resolve() for f in files), location
+
+
+def test_public_surface_is_all_and_nothing_else() -> None:
+    public = {name for name in vars(jobs) if not name.startswith("_")}
+    submodules = {"errors", "client", "server", "service"}
+    assert public - submodules == set(jobs.__all__)
+    for name in jobs.__all__:
+        assert getattr(jobs, name) is not None
+
+
+def test_console_script() -> None:
+    (script,) = [
+        e for e in importlib.metadata.entry_points(group="console_scripts") if e.name == "jobs"
+    ]
+    assert script.value == "cli.main:main"
