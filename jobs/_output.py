@@ -45,6 +45,11 @@ MAX_SEGMENT_SIZE = 64 << 20
 MIN_SEGMENT_SIZE = 64 << 10
 DEFAULT_MAX_CHUNK = 256 << 10
 """Largest piece a reader hands out at once; consecutive chunks of a stream are merged."""
+FOLLOWERS_BUDGET = 32 << 20
+"""Bytes the pieces in flight of one log's readers may take together: with many
+readers each piece shrinks (down to ``MIN_CHUNK``), so the server's memory does
+not grow with 256 KiB per follower, while a lone reader keeps big pieces."""
+MIN_CHUNK = 16 << 10
 
 
 @dataclass(slots=True, eq=False)
@@ -80,6 +85,7 @@ class OutputLog:
         self._lost = 0
         self._closed = False
         self._wakers: set[MemoryObjectSendStream[None]] = set()
+        self._readers = 0
 
     @classmethod
     def reopen(cls, directory: Path, *, lost: int = 0) -> OutputLog:
@@ -115,7 +121,7 @@ class OutputLog:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
-        return f"<OutputLog {state} {self._start}..{self._end} readers={len(self._wakers)}>"
+        return f"<OutputLog {state} {self._start}..{self._end} readers={self._readers}>"
 
     @property
     def start(self) -> int:
@@ -138,7 +144,8 @@ class OutputLog:
 
     @property
     def readers(self) -> int:
-        return len(self._wakers)
+        """Readers open now (following or not)."""
+        return self._readers
 
     def append(self, stream: Stream, data: bytes) -> None:
         """Store one chunk and wake the readers.
@@ -270,6 +277,8 @@ class LogReader:
         self._index_fd = -1
         self._record = 0  # index, within the segment, of the record holding _pos
         self._on_close: list[Callable[[], None]] = []
+        self._open = True
+        log._readers += 1
         send, receive = anyio.create_memory_object_stream[None](1)
         self._waker: MemoryObjectSendStream[None] = send
         self._woken: MemoryObjectReceiveStream[None] = receive
@@ -303,6 +312,9 @@ class LogReader:
 
     def close(self) -> None:
         """Release the reader's files and wake-up stream."""
+        if self._open:
+            self._open = False
+            self._log._readers -= 1
         callbacks, self._on_close = self._on_close, []
         for callback in callbacks:
             callback()
@@ -373,6 +385,8 @@ class LogReader:
         return _RECORD.unpack(raw)
 
     def _read_chunk(self, segment: _Segment) -> Chunk:
+        readers = max(1, self._log._readers)
+        limit = min(self._max_chunk, max(MIN_CHUNK, FOLLOWERS_BUDGET // readers))
         count = min(_INDEX_BATCH, segment.records - self._record)
         raw = os.pread(self._index_fd, count * _RECORD.size, self._record * _RECORD.size)
         first_stream = -1
@@ -382,11 +396,11 @@ class LogReader:
         for offset, time_ns, length, stream in _RECORD.iter_unpack(raw):
             if first_stream < 0:
                 first_stream, first_time = stream, time_ns
-            elif stream != first_stream or take >= self._max_chunk:
+            elif stream != first_stream or take >= limit:
                 break
             begin = max(offset, self._pos + take)
             available = offset + length - begin
-            room = self._max_chunk - take
+            room = limit - take
             if available > room:
                 take += room
                 break

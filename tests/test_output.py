@@ -170,3 +170,24 @@ async def test_big_records_are_split_and_small_ones_merged(tmp_path: Path) -> No
         (20, Stream.STDERR, b"cccccccc"),
         (28, Stream.STDERR, b"cc"),
     ]
+
+
+async def test_many_readers_share_a_memory_budget(tmp_path: Path) -> None:
+    from jobs._output import FOLLOWERS_BUDGET, MIN_CHUNK
+
+    log = OutputLog(tmp_path / "log")
+    log.append(Stream.STDOUT, os.urandom(1 << 20))
+    log.close()
+    alone = log.reader(0)
+    first = await alone.__anext__()
+    assert isinstance(first, Chunk)
+    assert len(first.data) == 256 << 10  # a lone reader gets big pieces
+    crowd = [log.reader(0) for _ in range(FOLLOWERS_BUDGET // MIN_CHUNK)]
+    piece = await crowd[0].__anext__()
+    assert isinstance(piece, Chunk)
+    assert len(piece.data) == MIN_CHUNK
+    assert log.readers == len(crowd) + 1
+    for reader in [alone, *crowd]:
+        reader.close()
+        reader.close()  # closing twice counts once
+    assert log.readers == 0
