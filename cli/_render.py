@@ -16,15 +16,9 @@ from gen.jobs import v1 as pb
 
 __all__ = ["exit_code", "job_document", "table", "write_output"]
 
-_FINAL_STATES = {
-    pb.JobState.EXITED,
-    pb.JobState.SIGNALED,
-    pb.JobState.STOPPED,
-    pb.JobState.TIMED_OUT,
-    pb.JobState.OOM_KILLED,
-    pb.JobState.SHUTDOWN,
-    pb.JobState.LOST,
-}
+
+def _ended(job: pb.Job) -> bool:
+    return job.state not in (pb.JobState.RUNNING, pb.JobState.UNSPECIFIED)
 
 
 def exit_code(job: pb.Job) -> int:
@@ -55,7 +49,7 @@ def write_output(message: wire.LogsResponse) -> None:
 
 
 def _exit_column(job: pb.Job) -> str:
-    if job.state not in _FINAL_STATES:
+    if not _ended(job):
         return "-"
     if job.exit_code is not None:
         return str(job.exit_code)
@@ -96,7 +90,7 @@ def table(jobs: list[pb.Job]) -> str:
 
 def job_document(job: pb.Job) -> dict[str, Any]:
     """A job for ``--json``: a stable document whose keys never change meaning."""
-    final = job.state in _FINAL_STATES
+    final = _ended(job)
     limits = job.limits
     return {
         "id": job.id,

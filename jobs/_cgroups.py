@@ -132,6 +132,19 @@ def _pids(procs: Path) -> list[int]:
         return []
 
 
+def _counter(path: Path, key: str) -> int:
+    """A value from a flat-keyed cgroup file ("key value" lines); 0 if absent."""
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        return 0
+    for line in lines:
+        name, _, value = line.partition(" ")
+        if name == key:
+            return int(value)
+    return 0
+
+
 def _kill_pids(pids: list[int], sig: int) -> None:
     for pid in pids:
         try:
@@ -279,13 +292,7 @@ class _V1Cgroup:
 
     def oom_killed(self) -> bool:
         memory = self.dirs.get("memory")
-        if memory is None:
-            return False
-        for line in (memory / "memory.oom_control").read_text().splitlines():
-            key, _, value = line.partition(" ")
-            if key == "oom_kill":
-                return int(value) > 0
-        return False
+        return memory is not None and _counter(memory / "memory.oom_control", "oom_kill") > 0
 
     def close(self) -> None:
         for directory in (*self.dirs.values(), *filter(None, [self.unified])):
@@ -434,14 +441,7 @@ class _V2Cgroup:
             await anyio.sleep(_EMPTY_POLL)
 
     def oom_killed(self) -> bool:
-        events = self.path / "memory.events"
-        if not events.exists():
-            return False
-        for line in events.read_text().splitlines():
-            key, _, value = line.partition(" ")
-            if key == "oom_kill":
-                return int(value) > 0
-        return False
+        return _counter(self.path / "memory.events", "oom_kill") > 0
 
     def close(self) -> None:
         _remove(self.path)

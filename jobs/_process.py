@@ -25,7 +25,14 @@ import anyio
 
 from .errors import CannotExecute, InvalidArgument, LimitUnsupported
 
-__all__ = ["ExitStatus", "Process", "clean_environment", "explain_exec_error", "spawn"]
+__all__ = [
+    "ExitStatus",
+    "Process",
+    "clean_environment",
+    "explain_exec_error",
+    "proc_stat",
+    "spawn",
+]
 
 log = logging.getLogger(__name__)
 
@@ -145,14 +152,19 @@ def _group_alive(pgid: int) -> bool:
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+        fields = proc_stat(int(entry.name))
+        if fields is not None and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
             return True
     return False
+
+
+def proc_stat(pid: int) -> list[bytes] | None:
+    """The fields of /proc/PID/stat after the command name (state first), or None."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
 
 
 def _exit_status(result: os.waitid_result) -> ExitStatus:

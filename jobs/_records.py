@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ._model import IoRate, JobInfo, JobSpec, JobState, Limits, Namespace
+from ._process import proc_stat
 
 __all__ = ["RECORD", "load_record", "process_start_time", "save_record"]
 
@@ -94,8 +95,5 @@ def load_record(directory: Path) -> tuple[JobInfo, int | None]:
 
 def process_start_time(pid: int) -> int | None:
     """The start time of process ``pid`` (clock ticks since boot), None if it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return int(f.read().rsplit(b")", 1)[1].split()[19])
-    except (OSError, IndexError, ValueError):
-        return None
+    fields = proc_stat(pid)
+    return int(fields[19]) if fields is not None and len(fields) > 19 else None

@@ -95,9 +95,4 @@ async def logs(
         await stream.send_message(
             wire.LogsRequest(job_id=job_id, follow=follow, offset=offset), end=True
         )
-        yield _messages(stream)
-
-
-async def _messages(stream: object) -> AsyncIterator[wire.LogsResponse]:
-    async for message in stream:  # type: ignore[attr-defined]
-        yield message
+        yield stream

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import re
+import signal
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -12,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
 import pytest
 from grpclib.client import Channel
 from grpclib.const import Status
@@ -108,3 +111,76 @@ async def running_server(
 async def server(test_pki: Certificates, tmp_path: Path) -> AsyncIterator[RunningServer]:
     async with running_server(test_pki, tmp_path / "state") as running:
         yield running
+
+
+JOBS = str(Path(sys.executable).with_name("jobs"))
+
+
+class ServerProcess:
+    """`jobs serve` on an ephemeral port with the test PKI and a given state directory."""
+
+    def __init__(self, pki: Certificates, state: Path, *options: str) -> None:
+        self.pki = pki
+        self.state = state
+        self.options = options
+        self.process: anyio.abc.Process | None = None
+        self.port = 0
+        self.log = b""
+
+    async def start(self) -> None:
+        command = [
+            JOBS,
+            "serve",
+            "--listen=127.0.0.1:0",
+            f"--ca={self.pki.ca}",
+            f"--cert={self.pki.server.cert}",
+            f"--key={self.pki.server.key}",
+            f"--state-dir={self.state}",
+            *self.options,
+        ]
+        self.process = await anyio.open_process(command)
+        assert self.process.stderr is not None
+        self.log = b""
+        with anyio.fail_after(20):
+            while not (found := re.search(rb"listening on 127.0.0.1:(\d+)", self.log)):
+                try:
+                    self.log += await self.process.stderr.receive()
+                except anyio.EndOfStream:
+                    pytest.fail(f"jobs serve ended early:\n{self.log.decode()}")
+        self.port = int(found[1])
+
+    async def stop(self, sig: int = signal.SIGTERM) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.Signals(sig))
+        with anyio.fail_after(20):
+            code = await self.process.wait()
+        await self.process.aclose()
+        self.process = None
+        return code
+
+    def rss(self) -> int:
+        """The server's resident memory now, in bytes."""
+        return self._memory("VmRSS:")
+
+    def rss_peak(self) -> int:
+        """The most the server's resident memory has been, in bytes."""
+        return self._memory("VmHWM:")
+
+    def _memory(self, key: str) -> int:
+        assert self.process is not None
+        with open(f"/proc/{self.process.pid}/status") as f:
+            for line in f:
+                if line.startswith(key):
+                    return int(line.split()[1]) * 1024
+        raise AssertionError(f"no {key}")
+
+    @contextlib.asynccontextmanager
+    async def stub(self) -> AsyncIterator[JobServiceStub]:
+        files = self.pki.clients["alice"]
+        channel = Channel(
+            "127.0.0.1", self.port, ssl=client_context(self.pki.ca, files.cert, files.key)
+        )
+        try:
+            yield JobServiceStub(channel)
+        finally:
+            channel.close()

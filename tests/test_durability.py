@@ -3,20 +3,17 @@ bounded memory and disk, a full disk. The server here is the real `jobs serve` p
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
-import re
 import signal
 import stat
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
 import pytest
-from grpclib.client import Channel
+from conftest import ServerProcess
 from helpers import process_gone
 from pki_fixtures import Certificates
 
@@ -24,71 +21,6 @@ from gen.jobs import v1 as pb
 from jobs import JobManager, JobSpec, JobState
 from jobs._cgroups import CGROUP_ROOT
 from jobs._manager import cgroup_scope
-from jobs._tls import client_context
-
-JOBS = str(Path(sys.executable).with_name("jobs"))
-
-
-class ServerProcess:
-    """`jobs serve` on an ephemeral port with the test PKI and a given state directory."""
-
-    def __init__(self, pki: Certificates, state: Path, *options: str) -> None:
-        self.pki = pki
-        self.state = state
-        self.options = options
-        self.process: anyio.abc.Process | None = None
-        self.port = 0
-        self.log = b""
-
-    async def start(self) -> None:
-        command = [
-            JOBS,
-            "serve",
-            "--listen=127.0.0.1:0",
-            f"--ca={self.pki.ca}",
-            f"--cert={self.pki.server.cert}",
-            f"--key={self.pki.server.key}",
-            f"--state-dir={self.state}",
-            *self.options,
-        ]
-        self.process = await anyio.open_process(command)
-        assert self.process.stderr is not None
-        self.log = b""
-        with anyio.fail_after(20):
-            while not (found := re.search(rb"listening on 127.0.0.1:(\d+)", self.log)):
-                try:
-                    self.log += await self.process.stderr.receive()
-                except anyio.EndOfStream:
-                    pytest.fail(f"jobs serve ended early:\n{self.log.decode()}")
-        self.port = int(found[1])
-
-    async def stop(self, sig: int = signal.SIGTERM) -> int:
-        assert self.process is not None
-        self.process.send_signal(signal.Signals(sig))
-        with anyio.fail_after(20):
-            code = await self.process.wait()
-        await self.process.aclose()
-        self.process = None
-        return code
-
-    def rss_peak(self) -> int:
-        assert self.process is not None
-        with open(f"/proc/{self.process.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-        raise AssertionError("no VmHWM")
-
-    @contextlib.asynccontextmanager
-    async def stub(self) -> AsyncIterator[pb.JobServiceStub]:
-        files = self.pki.clients["alice"]
-        channel = Channel(
-            "127.0.0.1", self.port, ssl=client_context(self.pki.ca, files.cert, files.key)
-        )
-        try:
-            yield pb.JobServiceStub(channel)
-        finally:
-            channel.close()
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import anyio
 import pytest
-from conftest import RunningServer, running_server
+from conftest import RunningServer, ServerProcess, running_server
 from grpclib.const import Cardinality, Status
 from grpclib.exceptions import GRPCError
 from grpclib.health.v1.health_grpc import HealthStub
@@ -305,61 +305,23 @@ def _open_streams(server: RunningServer) -> int:
     return sum(m._streams["alice"] for m in managers if m.state_dir == server.config.state_dir)
 
 
-def _rss(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
-
-
 async def test_oversized_requests_leave_the_servers_memory_unchanged(
     test_pki: Certificates, tmp_path: Path
 ) -> None:
-    import re
-    import sys
-
-    from grpclib.client import Channel
-
-    from jobs._tls import client_context
-
-    command = [
-        str(Path(sys.executable).with_name("jobs")),
-        "serve",
-        "--listen=127.0.0.1:0",
-        f"--ca={test_pki.ca}",
-        f"--cert={test_pki.server.cert}",
-        f"--key={test_pki.server.key}",
-        f"--state-dir={tmp_path / 'state'}",
-    ]
-    async with await anyio.open_process(command) as process:
-        try:
-            assert process.stderr is not None
-            log = b""
-            with anyio.fail_after(20):
-                while not (found := re.search(rb"listening on 127.0.0.1:(\d+)", log)):
-                    log += await process.stderr.receive()
-            port = int(found[1])
-            files = test_pki.clients["alice"]
-            channel = Channel(
-                "127.0.0.1", port, ssl=client_context(test_pki.ca, files.cert, files.key)
-            )
-            try:
-                stub = pb.JobServiceStub(channel)
-                await stub.list(pb.ListRequest())  # warm up
-                before = _rss(process.pid)
-                for _ in range(4):
-                    await expect(
-                        Status.RESOURCE_EXHAUSTED,
-                        stub.status(pb.StatusRequest(job_id="x" * (32 << 20))),
-                    )
-                grown = _rss(process.pid) - before
-                # 128 MiB were sent; a server that buffered them would have grown by as much.
-                assert grown < 16 << 20, f"the server grew by {grown} bytes"
-                await stub.list(pb.ListRequest())
-            finally:
-                channel.close()
-        finally:
-            process.terminate()
-            with anyio.fail_after(15):
-                assert await process.wait() == 0
+    server = ServerProcess(test_pki, tmp_path / "state")
+    await server.start()
+    try:
+        async with server.stub() as stub:
+            await stub.list(pb.ListRequest())  # warm up
+            before = server.rss()
+            for _ in range(4):
+                await expect(
+                    Status.RESOURCE_EXHAUSTED,
+                    stub.status(pb.StatusRequest(job_id="x" * (32 << 20))),
+                )
+            grown = server.rss() - before
+            # 128 MiB were sent; a server that buffered them would have grown by as much.
+            assert grown < 16 << 20, f"the server grew by {grown} bytes"
+            await stub.list(pb.ListRequest())
+    finally:
+        assert await server.stop() == 0
