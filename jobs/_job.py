@@ -45,6 +45,7 @@ class Job:
         directory: Path,
         *,
         driver: Driver,
+        grace: float = DEFAULT_GRACE,
         output_cap: int | None = None,
         log: OutputLog | None = None,
     ) -> None:
@@ -55,6 +56,7 @@ class Job:
         directory.mkdir(mode=0o700, exist_ok=True)
         self._log = log or OutputLog(directory / "output", cap=output_cap)
         self._driver = driver
+        self._grace = grace
         self._cgroup: JobCgroup | None = None
         self._process: Process | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -225,7 +227,7 @@ class Job:
         reason: JobState = JobState.STOPPED,
     ) -> JobInfo:
         """Send ``sig`` (SIGTERM) to the whole job, SIGKILL what is left after
-        ``grace`` seconds (at once for a grace of zero).
+        ``grace`` seconds (the job's default grace when None; at once for zero).
 
         Returns the final status once every process of the job is gone; stopping a
         job that already ended just returns its status. The kill sequence belongs
@@ -236,7 +238,7 @@ class Job:
             if self._stop_reason is None:
                 self._stop_reason = reason
             self._task_group.start_soon(
-                self._terminate, DEFAULT_GRACE if grace is None else grace, sig
+                self._terminate, self._grace if grace is None else grace, sig
             )
         await self._ended.wait()
         return self.info()
@@ -293,7 +295,7 @@ class Job:
         await anyio.sleep(timeout)
         if self._stop_reason is None:
             self._stop_reason = JobState.TIMED_OUT
-        await self._terminate(DEFAULT_GRACE)
+        await self._terminate(self._grace)
 
     async def _terminate(self, grace: float, sig: int = signal.SIGTERM) -> None:
         if grace > 0:  # no grace at all: straight to SIGKILL

@@ -154,6 +154,7 @@ class JobManager:
             spec,
             self.state_dir / "jobs" / job_id,
             driver=self.driver or ProcessGroupDriver(),
+            grace=self.grace,
             output_cap=self.output_cap,
         )
         self._running[owner] += 1  # held while spawning, so concurrent starts respect the cap
@@ -200,9 +201,7 @@ class JobManager:
             raise InvalidArgument(f"grace must be zero or more seconds, not {grace}")
         if sig is not None and sig not in signal.valid_signals():
             raise InvalidArgument(f"{sig} is not a signal")
-        return await job.stop(
-            self.grace if grace is None else grace, sig=signal.SIGTERM if sig is None else sig
-        )
+        return await job.stop(grace, sig=signal.SIGTERM if sig is None else sig)
 
     async def wait(self, job_id: str, owner: str) -> JobInfo:
         """Wait until a job has ended; return its final status."""

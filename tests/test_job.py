@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import time
+from pathlib import Path
 
 import anyio
 import pytest
@@ -174,3 +175,15 @@ async def test_grace_per_call(manager: JobManager, grace: float) -> None:
     await anyio.sleep(0.1)
     final = await manager.stop(info.id, "alice", grace=grace)
     assert final.signal == signal.SIGKILL
+
+
+async def test_timeout_uses_the_managers_grace(tmp_path: Path) -> None:
+    # A job that ignores SIGTERM is SIGKILLed after the manager's grace, not 10 s.
+    async with JobManager(tmp_path / "state", grace=0.3) as manager:
+        started = time.monotonic()
+        info = await manager.start(
+            JobSpec(("sh", "-c", "trap '' TERM; exec sleep 3600"), timeout=0.2), "alice"
+        )
+        final = await manager.wait(info.id, "alice")
+        assert time.monotonic() - started < 5
+        assert (final.state, final.signal) == (JobState.TIMED_OUT, signal.SIGKILL)
