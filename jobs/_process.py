@@ -16,7 +16,6 @@ import functools
 import logging
 import os
 import pwd
-import signal
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -294,11 +293,3 @@ def _interpreter(path: str) -> str | None:
         return None
     words = head[2:].split()
     return words[0].decode(errors="replace") if words else None
-
-
-def signal_name(number: int) -> str:
-    """``SIGTERM`` for 15; the number itself for signals without a name."""
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return str(number)
