@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -22,10 +23,10 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import anyio
 from grpclib.client import Channel
@@ -87,13 +88,21 @@ class Bench:
                 raise SystemExit(f"jobs serve did not start:\n{log.decode()}")
             log += chunk
         self.port = int(found[1])
-        # Keep draining its log so it never blocks on a full pipe.
+        # Keep draining its log so it never blocks on a full pipe; keep it for problems().
+        self.log = self.workdir / "server.log"
+        self.log.write_bytes(log)
         threading.Thread(target=self._drain, args=(self.server.stderr,), daemon=True).start()
 
-    @staticmethod
-    def _drain(stream: IO[bytes]) -> None:
-        while os.read(stream.fileno(), 65536):
-            pass
+    def _drain(self, stream: IO[bytes]) -> None:
+        with self.log.open("ab") as out:
+            while chunk := os.read(stream.fileno(), 65536):
+                out.write(chunk)
+                out.flush()
+
+    def problems(self) -> list[str]:
+        """The server's log lines from WARNING up, so a failed figure comes with its cause."""
+        lines = self.log.read_text(errors="replace").splitlines()
+        return [line for line in lines if re.search(r"\b(WARNING|ERROR|CRITICAL)\b", line)]
 
     def stop_server(self) -> None:
         if self.server is not None:
@@ -109,6 +118,23 @@ class Bench:
                 if line.startswith(key):
                     return int(line.split()[1]) * 1024
         return 0
+
+    def reset_peak_rss(self) -> None:
+        """Start the server's peak RSS (VmHWM) afresh from its current RSS."""
+        assert self.server is not None
+        with open(f"/proc/{self.server.pid}/clear_refs", "w") as f:
+            f.write("5")
+
+    def server_cpu(self) -> float:
+        """CPU seconds (user + system) the server has used so far."""
+        assert self.server is not None
+        with open(f"/proc/{self.server.pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def pem_args(self, name: str) -> list[str]:
+        """The CA, certificate and key paths of an identity, as command arguments."""
+        return [str(self.workdir / f) for f in ("ca.crt", f"{name}.crt", f"{name}.key")]
 
     def client_env(self) -> dict[str, str]:
         return {
@@ -186,6 +212,7 @@ import service_pb2 as pb, service_pb2_grpc as rpc
 
 size, ca, cert, key = int(sys.argv[1]), *sys.argv[2:5]
 PIECE = bytes(256 << 10)
+JOB = pb.Job(id="0" * 32, owner="bench", command=["true"], state=pb.JOB_STATE_EXITED)
 
 class Jobs(rpc.JobServiceServicer):
     def Logs(self, request, context):
@@ -194,6 +221,9 @@ class Jobs(rpc.JobServiceServicer):
             data = PIECE[: min(len(PIECE), size - sent)]
             yield pb.LogsResponse(offset=sent, stream=pb.STREAM_STDOUT, data=data)
             sent += len(data)
+
+    def Status(self, request, context):
+        return pb.StatusResponse(job=JOB)
 
 server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
 rpc.add_JobServiceServicer_to_server(Jobs(), server)
@@ -208,39 +238,117 @@ print(port, flush=True)
 server.wait_for_termination()
 """
 
+GRPCIO_STATUS_CLIENT = """
+import asyncio, json, sys, time
+import grpc
+import service_pb2 as pb, service_pb2_grpc as rpc
 
-def grpcio_stream(b: Bench, size: int) -> float | None:
-    """Seconds for `jobs logs` to receive ``size`` bytes from a grpcio (C-core) server."""
+port, ca, cert, key, job_id = sys.argv[1:6]
+calls, in_flight = int(sys.argv[6]), int(sys.argv[7])
+
+async def main():
+    credentials = grpc.ssl_channel_credentials(
+        open(ca, "rb").read(), open(key, "rb").read(), open(cert, "rb").read()
+    )
+    async with grpc.aio.secure_channel(f"127.0.0.1:{port}", credentials) as channel:
+        stub = rpc.JobServiceStub(channel)
+        request = pb.StatusRequest(job_id=job_id)
+        await stub.Status(request)
+        latencies, counter = [], iter(range(calls))
+
+        async def worker():
+            for _ in counter:
+                started = time.perf_counter()
+                await stub.Status(request)
+                latencies.append(time.perf_counter() - started)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(in_flight)))
+        print(json.dumps({"seconds": time.perf_counter() - started, "latencies": latencies}))
+
+asyncio.run(main())
+"""
+
+
+GRPCIO_LOGS_CLIENT = """
+import json, sys, time
+import grpc
+import service_pb2 as pb, service_pb2_grpc as rpc
+
+port, ca, cert, key, job_id = sys.argv[1:6]
+credentials = grpc.ssl_channel_credentials(
+    open(ca, "rb").read(), open(key, "rb").read(), open(cert, "rb").read()
+)
+with grpc.secure_channel(f"127.0.0.1:{port}", credentials) as channel:
+    stub = rpc.JobServiceStub(channel)
+    started, received = time.perf_counter(), 0
+    for message in stub.Logs(pb.LogsRequest(job_id=job_id, follow=True)):
+        received += len(message.data)
+    print(json.dumps({"seconds": time.perf_counter() - started, "bytes": received}))
+"""
+
+
+def grpcio_stubs(b: Bench) -> Path | None:
+    """A folder with grpcio's stubs for service.proto, or None without grpcio-tools."""
     out = b.workdir / "grpcio"
+    if (out / "service_pb2_grpc.py").exists():
+        return out
     out.mkdir(exist_ok=True)
     proto = Path(__file__).resolve().parent.parent / "service.proto"
     generate = [sys.executable, "-m", "grpc_tools.protoc", f"-I{proto.parent}",
                 f"--python_out={out}", f"--grpc_python_out={out}", str(proto)]  # fmt: skip
     if subprocess.run(generate, capture_output=True).returncode != 0:
-        print("  (no grpcio-tools here: the grpcio baseline is skipped)")
+        print("  (no grpcio-tools here: the grpcio baselines are skipped)")
         return None
     (out / "server.py").write_text(GRPCIO_SERVER)
-    w = b.workdir
+    (out / "status_client.py").write_text(GRPCIO_STATUS_CLIENT)
+    (out / "logs_client.py").write_text(GRPCIO_LOGS_CLIENT)
+    return out
+
+
+@contextlib.contextmanager
+def grpcio_server(b: Bench, stubs: Path, size: int) -> Iterator[int]:
+    """A grpcio (C-core) server of the same service, streaming ``size`` bytes per Logs call."""
     server = subprocess.Popen(
-        [
-            sys.executable,
-            str(out / "server.py"),
-            str(size),
-            str(w / "ca.crt"),
-            str(w / "server.crt"),
-            str(w / "server.key"),
-        ],
-        cwd=out,
+        [sys.executable, "server.py", str(size), *b.pem_args("server")],
+        cwd=stubs,
         stdout=subprocess.PIPE,
     )
     try:
         assert server.stdout is not None
-        port = int(server.stdout.readline())
-        env = {**b.client_env(), "JOBS_ADDR": f"127.0.0.1:{port}"}
-        return timed(f"{JOBS} logs -f any-id > /dev/null", env)
+        yield int(server.stdout.readline())
     finally:
         server.kill()
         server.wait()
+
+
+def grpcio_stream(b: Bench, size: int) -> float | None:
+    """Seconds for `jobs logs` to receive ``size`` bytes from a grpcio (C-core) server."""
+    stubs = grpcio_stubs(b)
+    if stubs is None:
+        return None
+    with grpcio_server(b, stubs, size) as port:
+        env = {**b.client_env(), "JOBS_ADDR": f"127.0.0.1:{port}"}
+        return timed(f"{JOBS} logs -f any-id > /dev/null", env)
+
+
+def grpcio_logs(b: Bench, stubs: Path, port: int, job_id: str, size: int) -> float:
+    """Seconds for a grpcio (C-core) client to receive a job's ``size`` bytes of output."""
+    result = _grpcio_client(b, stubs, "logs_client.py", port, job_id)
+    assert result["bytes"] == size, (result, size)
+    return float(result["seconds"])
+
+
+def grpcio_statuses(b: Bench, stubs: Path, port: int, job_id: str) -> tuple[float, list[float]]:
+    """Calls/s and latencies of a grpcio (C-core) client making status calls, 50 in flight."""
+    result = _grpcio_client(b, stubs, "status_client.py", port, job_id, b.args.calls, 50)
+    return b.args.calls / result["seconds"], result["latencies"]
+
+
+def _grpcio_client(b: Bench, stubs: Path, script: str, port: int, *args: object) -> Any:
+    command = [sys.executable, script, str(port), *b.pem_args("bench"), *map(str, args)]
+    done = subprocess.run(command, cwd=stubs, capture_output=True, check=True, text=True)
+    return json.loads(done.stdout)
 
 
 # -- scenarios -------------------------------------------------------------------------
@@ -281,18 +389,35 @@ async def single_follower(b: Bench) -> None:
         )
     )
     grpcio = await anyio.to_thread.run_sync(grpcio_stream, b, size)
-    if grpcio is not None:
-        # grpcio streams from memory; replay (the job has ended) compares like with like.
-        for name, seconds in (("live", live), ("replay", replay)):
-            b.add(
-                Row(
-                    f"single follower, {name}",
-                    size / seconds / 1e6,
-                    "MB/s",
-                    size / grpcio / 1e6,
-                    "grpcio server, same client",
-                )
+    if grpcio is None:
+        return
+    # grpcio streams from memory; replay (the job has ended) compares like with like.
+    for name, seconds in (("live", live), ("replay", replay)):
+        b.add(
+            Row(
+                f"single follower, {name}",
+                size / seconds / 1e6,
+                "MB/s",
+                size / grpcio / 1e6,
+                "grpcio server, same client",
             )
+        )
+    # `jobs logs` is pure Python and the bottleneck of both figures above: a C-core
+    # client shows what each server can send.
+    stubs = grpcio_stubs(b)
+    assert stubs is not None
+    ours = await anyio.to_thread.run_sync(grpcio_logs, b, stubs, b.port, job, size)
+    with grpcio_server(b, stubs, size) as port:
+        theirs = await anyio.to_thread.run_sync(grpcio_logs, b, stubs, port, job, size)
+    b.add(
+        Row(
+            "single follower, replay, grpcio client",
+            size / ours / 1e6,
+            "MB/s",
+            size / theirs / 1e6,
+            "grpcio server, same client",
+        )
+    )
 
 
 async def live_run(b: Bench) -> None:
@@ -322,6 +447,8 @@ async def fan_out(b: Bench) -> None:
             ).job
         channels = [b.channel() for _ in range(max(1, followers // 50))]
         received = 0
+        before = b.server_rss()
+        b.reset_peak_rss()
 
         async def follow(channel: Channel, job_id: str = job.id) -> None:
             nonlocal received
@@ -343,6 +470,8 @@ async def fan_out(b: Bench) -> None:
                 f"fan-out {followers} followers, server peak RSS",
                 b.server_rss(peak=True) / MiB,
                 "MiB",
+                before / MiB,
+                "RSS before",
             )
         )
         await line_latency(b, followers)
@@ -398,15 +527,39 @@ async def control_plane(b: Bench) -> None:
         elapsed = time.perf_counter() - started
     b.add(
         Row(
-            "status calls, 50 in flight on one connection",
+            "status calls, 50 in flight, grpclib client",
             calls / elapsed,
             "calls/s",
             2000,
             "the goal",
         )
     )
-    b.add(Row("status call latency p50", percentile(latencies, 0.5) * 1000, "ms"))
-    b.add(Row("status call latency p99", percentile(latencies, 0.99) * 1000, "ms"))
+    b.add(Row("status call latency p50, grpclib client", percentile(latencies, 0.5) * 1000, "ms"))
+    b.add(Row("status call latency p99, grpclib client", percentile(latencies, 0.99) * 1000, "ms"))
+    # The client above is pure Python too and shares the 2 cores: a C-core client
+    # shows what the server itself can do, next to a C-core server.
+    stubs = grpcio_stubs(b)
+    if stubs is None:
+        return
+    cpu = b.server_cpu()
+    rate, latencies = await anyio.to_thread.run_sync(grpcio_statuses, b, stubs, b.port, job.id)
+    cpu = b.server_cpu() - cpu
+    with grpcio_server(b, stubs, 0) as port:
+        base, _ = await anyio.to_thread.run_sync(grpcio_statuses, b, stubs, port, job.id)
+    b.add(Row("status calls, 50 in flight, grpcio client", rate, "calls/s", base, "grpcio server"))
+    b.add(Row("status call latency p50, grpcio client", percentile(latencies, 0.5) * 1000, "ms"))
+    b.add(Row("status call latency p99, grpcio client", percentile(latencies, 0.99) * 1000, "ms"))
+    per_call = cpu / calls
+    b.add(Row("server CPU per status call", per_call * 1e6, "us"))
+    b.add(
+        Row(
+            "status calls per server core (1 / CPU per call)",
+            1 / per_call,
+            "calls/s",
+            2000,
+            "the goal",
+        )
+    )
 
 
 async def start_rate(b: Bench) -> None:
@@ -511,7 +664,7 @@ async def memory(b: Bench) -> None:
         channels = [b.channel() for _ in range(b.args.wave_clients)]
         async with anyio.create_task_group() as tg:
             for channel in channels:
-                tg.start_soon(_one_list, channel, failures)
+                tg.start_soon(_one_status, channel, sleeper.id, failures)
         for channel in channels:
             channel.close()
         await anyio.sleep(0.5)
@@ -519,6 +672,11 @@ async def memory(b: Bench) -> None:
     b.add(Row(f"client calls failed in the waves (of {total})", len(failures), "calls"))
     for reason in sorted(set(failures)):
         print(f"  {failures.count(reason)} x {reason}")
+    if failures:
+        logged = b.problems()
+        print(f"  the server logged {len(logged)} warnings or errors; the last ones:")
+        for line in logged[-10:]:
+            print(f"    {line}")
     b.add(
         Row(
             f"server RSS after {b.args.waves} waves of {b.args.wave_clients} clients",
@@ -541,10 +699,10 @@ async def _statuses(stub: pb.JobServiceStub, job_id: str, count: int) -> None:
         await stub.status(pb.StatusRequest(job_id=job_id))
 
 
-async def _one_list(channel: Channel, failures: list[str]) -> None:
+async def _one_status(channel: Channel, job_id: str, failures: list[str]) -> None:
     try:
         with anyio.fail_after(60):
-            await pb.JobServiceStub(channel).list(pb.ListRequest())
+            await pb.JobServiceStub(channel).status(pb.StatusRequest(job_id=job_id))
     except Exception as exc:  # counted and reported, not fatal to the run
         task = asyncio.current_task()
         if task is not None and task.cancelling():

@@ -15,6 +15,8 @@ import struct
 from grpclib.protocol import Peer
 from grpclib.server import Server, Stream
 
+from ._coalesce import coalescing
+
 __all__ = [
     "decode",
     "drain",
@@ -67,14 +69,23 @@ async def drain(stream: Stream[object, object], length: int) -> None:
 
 
 async def start_server(
-    server: Server, sock: socket.socket, context: ssl.SSLContext, handshake_timeout: float
+    server: Server,
+    sock: socket.socket,
+    context: ssl.SSLContext,
+    handshake_timeout: float,
+    backlog: int,
 ) -> None:
-    """``Server.start(sock=..., ssl=...)`` with a TLS handshake timeout."""
+    """``Server.start(sock=..., ssl=...)`` with a TLS handshake timeout, a listen
+    backlog, and writes coalesced per loop iteration (see ``jobs._coalesce``)."""
     if server._server is not None:
         raise RuntimeError("Server is already started")
     loop = asyncio.get_running_loop()
     server._server = await loop.create_server(
-        server._protocol_factory, sock=sock, ssl=context, ssl_handshake_timeout=handshake_timeout
+        coalescing(server._protocol_factory),
+        sock=sock,
+        backlog=backlog,
+        ssl=context,
+        ssl_handshake_timeout=handshake_timeout,
     )
     server._server_closed_fut = loop.create_future()
 

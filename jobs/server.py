@@ -39,6 +39,9 @@ DEFAULT_ADDRESS = ("127.0.0.1", 50051)
 MAX_RUN_REQUEST = 1 << 20
 MAX_REQUEST = 64 << 10
 HANDSHAKE_TIMEOUT = 10.0
+LISTEN_BACKLOG = 1024
+"""Connections the kernel queues before the server accepts them; asyncio's 100
+left bursts of new clients retrying their SYNs for seconds."""
 KEEPALIVE_TIME = 30.0
 """Seconds of silence before the server pings a client; with the timeout below a
 dead peer is found within 50 s."""
@@ -139,7 +142,7 @@ async def serve(
         listen(server, RecvRequest, Guard(table, default, config.role_oid).on_request)
         if setup is not None:
             setup(server)
-        await _grpclib.start_server(server, sock, context, config.handshake_timeout)
+        await _grpclib.start_server(server, sock, context, config.handshake_timeout, LISTEN_BACKLOG)
         host, port = sock.getsockname()[:2]
         log.info("listening on %s:%d (state in %s)", host, port, config.state_dir)
         try:

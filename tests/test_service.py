@@ -16,7 +16,10 @@ from grpclib.reflection.v1.reflection_grpc import ServerReflectionStub
 from grpclib.reflection.v1.reflection_pb2 import ServerReflectionRequest
 from pki_fixtures import Certificates
 
+from gen import service_pb2 as wire
 from gen.jobs import v1 as pb
+from jobs._model import IoRate, JobInfo, JobSpec, JobState, Limits, Namespace
+from jobs.service import encode_jobs
 
 
 async def run_to_end(stub: pb.JobServiceStub, *command: str) -> tuple[pb.Job, bytes, bytes]:
@@ -150,6 +153,74 @@ async def test_undecodable_request(server: RunningServer) -> None:
         assert caught.value.status is Status.INVALID_ARGUMENT
     finally:
         channel.close()
+
+
+async def test_a_call_without_its_request_message_is_invalid(server: RunningServer) -> None:
+    channel = server.channel()
+    try:
+        async with channel.request(
+            "/jobs.v1.JobService/Status",
+            Cardinality.STREAM_UNARY,  # grpclib's client lets only streams send nothing
+            pb.StatusRequest,
+            pb.StatusResponse,
+        ) as stream:
+            await stream.send_request(end=True)
+            with pytest.raises(GRPCError) as caught:
+                await stream.recv_message()
+        assert caught.value.status is Status.INVALID_ARGUMENT
+        assert caught.value.message == "the call carries no request message"
+    finally:
+        channel.close()
+
+
+def test_encoded_jobs_are_the_responses_protobuf_would_send() -> None:
+    # Lengths around the varint boundaries: 1, 2 and 3 bytes of length prefix.
+    infos = [
+        JobInfo(
+            id=f"{n:032x}",
+            owner="alice",
+            spec=JobSpec(
+                argv=("x" * n,),
+                cwd="/tmp" if n > 1 else None,
+                timeout=1.5 if n > 1 else None,
+                limits=Limits(cpu=0.5, pids=7, io_read=(IoRate(1 << 20, "8:0"),)),
+                isolation=frozenset({Namespace.NET, Namespace.PID}),
+            ),
+            state=JobState.EXITED if n > 1 else JobState.RUNNING,
+            pid=42,
+            started_at=1_700_000_000.25,
+            ended_at=1_700_000_001.5 if n > 1 else None,
+            exit_code=3 if n > 1 else None,
+            output_bytes=n,
+        )
+        for n in (1, 100, 127, 128, 16_383, 16_384, 70_000)
+    ]
+    expected = [
+        wire.Job(
+            id=info.id,
+            owner="alice",
+            command=info.spec.argv,
+            cwd=info.spec.cwd or "",
+            state=f"JOB_STATE_{info.state.name}",
+            pid=42,
+            exit_code=info.exit_code,
+            started_at={"seconds": 1_700_000_000, "nanos": 250_000_000},
+            ended_at={"seconds": 1_700_000_001, "nanos": 500_000_000} if info.ended_at else None,
+            limits=wire.Limits(
+                cpu=0.5, pids=7, io_read=[wire.IoLimit(device="8:0", bytes_per_second=1 << 20)]
+            ),
+            isolation=["NAMESPACE_PID", "NAMESPACE_NET"],
+            timeout_seconds=info.spec.timeout,
+            output_bytes=info.output_bytes,
+        )
+        for info in infos
+    ]
+    assert wire.ListResponse.FromString(encode_jobs(infos)) == wire.ListResponse(jobs=expected)
+    for info, job in zip(infos, expected, strict=True):
+        assert wire.StatusResponse.FromString(encode_jobs([info])) == wire.StatusResponse(job=job)
+        # What betterproto clients decode, field by field.
+        assert pb.StatusResponse().parse(encode_jobs([info])).job.command == list(info.spec.argv)
+    assert encode_jobs([]) == b""
 
 
 class _Raw(pb.StatusRequest):
