@@ -34,7 +34,7 @@ from grpclib.client import Channel
 import pki
 from gen.jobs import v1 as pb
 from jobs._tls import client_context, server_context
-from jobs.client import logs
+from jobs.client import logs, open_channel
 
 JOBS = str(Path(sys.executable).with_name("jobs"))
 MiB = 1 << 20
@@ -146,10 +146,10 @@ class Bench:
         }
 
     def channel(self) -> Channel:
-        context = client_context(
-            self.workdir / "ca.crt", self.workdir / "bench.crt", self.workdir / "bench.key"
+        w = self.workdir
+        return open_channel(
+            "127.0.0.1", self.port, ca=w / "ca.crt", cert=w / "bench.crt", key=w / "bench.key"
         )
-        return Channel("127.0.0.1", self.port, ssl=context)
 
     @contextlib.asynccontextmanager
     async def stub(self) -> AsyncIterator[pb.JobServiceStub]:

@@ -4,8 +4,8 @@ grpclib writes each HTTP/2 frame batch to the transport as soon as h2 makes it: 
 unary call's headers, message and trailers are three writes, and over TLS each
 write is encrypted as its own record and sent with its own system call. That was
 a fifth of the server's time per status call. ``coalescing`` wraps a protocol
-factory so that the writes of one loop iteration, across all the calls of a
-connection, reach the real transport as one.
+factory so that the small writes of one loop iteration, across all the calls of
+a connection, reach the real transport as one.
 """
 
 from __future__ import annotations
@@ -14,7 +14,11 @@ import asyncio
 from collections.abc import Callable
 from typing import Any, cast
 
-__all__ = ["coalescing"]
+__all__ = ["FLUSH_AT", "coalescing"]
+
+FLUSH_AT = 64 << 10
+"""Bytes pending at which they are written at once, without waiting for the
+iteration to end."""
 
 
 def coalescing(factory: Callable[[], asyncio.Protocol]) -> Callable[[], asyncio.Protocol]:
@@ -31,6 +35,7 @@ class _Transport(asyncio.Transport):
         super().__init__()
         self._transport = transport
         self._pending: list[bytes] = []
+        self._size = 0
         self._loop = asyncio.get_running_loop()
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
@@ -39,6 +44,11 @@ class _Transport(asyncio.Transport):
         if not self._pending:
             self._loop.call_soon(self._flush)
         self._pending.append(bytes(data))
+        self._size += len(data)
+        if self._size >= FLUSH_AT:
+            # Bulk data goes out at once, so that the transport's buffer limits
+            # pause the writers (grpclib's streams) as they would without us.
+            self._flush()
 
     def writelines(self, list_of_data: Any) -> None:
         for data in list_of_data:
@@ -49,6 +59,7 @@ class _Transport(asyncio.Transport):
             return
         data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
         self._pending.clear()
+        self._size = 0
         if not self._transport.is_closing():
             self._transport.write(data)
 
@@ -65,6 +76,7 @@ class _Transport(asyncio.Transport):
 
     def abort(self) -> None:
         self._pending.clear()
+        self._size = 0
         self._transport.abort()
 
     def is_closing(self) -> bool:
@@ -74,7 +86,7 @@ class _Transport(asyncio.Transport):
         return self._transport.get_extra_info(name, default)
 
     def get_write_buffer_size(self) -> int:
-        return self._transport.get_write_buffer_size() + sum(map(len, self._pending))
+        return self._transport.get_write_buffer_size() + self._size
 
     def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
         self._transport.set_write_buffer_limits(high, low)

@@ -92,7 +92,9 @@ class JobService:
         # Leaving closes the reader at once when the client goes away.
         async with reader:
             async for item in reader:
-                await stream.send_message(Encoded(_encode_log_item(item)))
+                message = Encoded(_encode_log_item(item))
+                del item  # not held while the message waits for the client's window
+                await stream.send_message(message)
 
 
 def _unary(

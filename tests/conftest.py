@@ -25,7 +25,7 @@ from pki_fixtures import Certificates, make_pki
 
 from gen.jobs.v1 import JobServiceStub
 from jobs import JobManager
-from jobs._tls import client_context
+from jobs.client import open_channel
 from jobs.server import ServerConfig, serve
 
 
@@ -57,8 +57,9 @@ class RunningServer:
 
     def channel(self, client: str = "alice", *, ca: Path | None = None) -> Channel:
         files = self.pki.clients[client]
-        context = client_context(ca or self.pki.ca, files.cert, files.key)
-        return Channel(self.host, self.port, ssl=context)
+        return open_channel(
+            self.host, self.port, ca=ca or self.pki.ca, cert=files.cert, key=files.key
+        )
 
     @contextlib.asynccontextmanager
     async def stub(self, client: str = "alice") -> AsyncIterator[JobServiceStub]:
@@ -177,8 +178,8 @@ class ServerProcess:
     @contextlib.asynccontextmanager
     async def stub(self) -> AsyncIterator[JobServiceStub]:
         files = self.pki.clients["alice"]
-        channel = Channel(
-            "127.0.0.1", self.port, ssl=client_context(self.pki.ca, files.cert, files.key)
+        channel = open_channel(
+            "127.0.0.1", self.port, ca=self.pki.ca, cert=files.cert, key=files.key
         )
         try:
             yield JobServiceStub(channel)

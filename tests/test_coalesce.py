@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 
-from jobs._coalesce import coalescing
+from jobs._coalesce import FLUSH_AT, coalescing
 
 
 class _Recorder(asyncio.Protocol):
@@ -55,6 +55,22 @@ async def test_writes_of_one_iteration_go_out_together_and_in_order() -> None:
     await recorder.lost
     expected = b"".join(b"%d," % n for n in range(100)) + b"abclast"
     assert await _read_all(peer) == expected
+    peer.close()
+
+
+async def test_bulk_writes_go_out_at_once() -> None:
+    recorder, peer = await _pair()
+    transport = recorder.transport
+    assert transport is not None
+    transport.set_write_buffer_limits(high=4 * FLUSH_AT)
+    transport.write(b"x" * (FLUSH_AT // 2))
+    assert transport.get_write_buffer_size() == FLUSH_AT // 2
+    transport.write(b"y" * (FLUSH_AT // 2))
+    # Written through (up to what the socket buffer took): none of it waits for the loop.
+    assert transport.get_write_buffer_size() < FLUSH_AT
+    transport.close()
+    await recorder.lost
+    assert await _read_all(peer) == b"x" * (FLUSH_AT // 2) + b"y" * (FLUSH_AT // 2)
     peer.close()
 
 
