@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import json
 import os
@@ -18,6 +19,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -322,16 +324,6 @@ def grpcio_server(b: Bench, stubs: Path, size: int) -> Iterator[int]:
         server.wait()
 
 
-def grpcio_stream(b: Bench, size: int) -> float | None:
-    """Seconds for `jobs logs` to receive ``size`` bytes from a grpcio (C-core) server."""
-    stubs = grpcio_stubs(b)
-    if stubs is None:
-        return None
-    with grpcio_server(b, stubs, size) as port:
-        env = {**b.client_env(), "JOBS_ADDR": f"127.0.0.1:{port}"}
-        return timed(f"{JOBS} logs -f any-id > /dev/null", env)
-
-
 def grpcio_logs(b: Bench, stubs: Path, port: int, job_id: str, size: int) -> float:
     """Seconds for a grpcio (C-core) client to receive a job's ``size`` bytes of output."""
     result = _grpcio_client(b, stubs, "logs_client.py", port, job_id)
@@ -357,65 +349,62 @@ def _grpcio_client(b: Bench, stubs: Path, script: str, port: int, *args: object)
 async def single_follower(b: Bench) -> None:
     size = b.args.stream_mib * MiB
     env = b.client_env()
-    job = (
-        subprocess.run(
-            [JOBS, "run", "head", "-c", str(size), "/dev/zero"],
-            env=env,
-            capture_output=True,
-            check=True,
-        )
-        .stdout.decode()
-        .strip()
-    )
-    live = timed(f"{JOBS} logs -f {job} > /dev/null", env)
-    replay = timed(f"{JOBS} logs {job} > /dev/null", env)
-    baseline = await anyio.to_thread.run_sync(tls_copy, b.workdir, size)
+    stubs = grpcio_stubs(b)
+    seconds: dict[str, list[float]] = collections.defaultdict(list)
+    # Ours and the baselines take turns, so that the machine's drift hits them alike.
+    for _ in range(b.args.repeat):
+        run = [JOBS, "run", "head", "-c", str(size), "/dev/zero"]
+        job = subprocess.run(run, env=env, capture_output=True, check=True, text=True).stdout
+        job = job.strip()
+        seconds["live"].append(timed(f"{JOBS} logs -f {job} > /dev/null", env))
+        seconds["replay"].append(timed(f"{JOBS} logs {job} > /dev/null", env))
+        seconds["tls"].append(await anyio.to_thread.run_sync(tls_copy, b.workdir, size))
+        if stubs is None:
+            continue
+        ours = await anyio.to_thread.run_sync(grpcio_logs, b, stubs, b.port, job, size)
+        seconds["grpcio client"].append(ours)
+        with grpcio_server(b, stubs, size) as port:
+            cli = timed(
+                f"{JOBS} logs -f {job} > /dev/null", {**env, "JOBS_ADDR": f"127.0.0.1:{port}"}
+            )
+            seconds["grpcio server"].append(cli)
+            theirs = await anyio.to_thread.run_sync(grpcio_logs, b, stubs, port, job, size)
+            seconds["grpcio both"].append(theirs)
+    mbps = {name: size / statistics.median(values) / 1e6 for name, values in seconds.items()}
+    tls = "TLS 1.3 socket copy"
+    b.add(Row("single follower, live (jobs logs -f)", mbps["live"], "MB/s", mbps["tls"], tls))
+    b.add(Row("single follower, replay (jobs logs)", mbps["replay"], "MB/s", mbps["tls"], tls))
+    if stubs is None:
+        return
+    # grpcio streams from memory; replay (the job has ended) compares like with like.
+    same = "grpcio server, same client"
     b.add(
         Row(
             "single follower, live (jobs logs -f)",
-            size / live / 1e6,
+            mbps["live"],
             "MB/s",
-            size / baseline / 1e6,
-            "TLS 1.3 socket copy",
+            mbps["grpcio server"],
+            same,
         )
     )
     b.add(
         Row(
-            "single follower, replay from disk (jobs logs)",
-            size / replay / 1e6,
+            "single follower, replay (jobs logs)",
+            mbps["replay"],
             "MB/s",
-            size / baseline / 1e6,
-            "TLS 1.3 socket copy",
+            mbps["grpcio server"],
+            same,
         )
     )
-    grpcio = await anyio.to_thread.run_sync(grpcio_stream, b, size)
-    if grpcio is None:
-        return
-    # grpcio streams from memory; replay (the job has ended) compares like with like.
-    for name, seconds in (("live", live), ("replay", replay)):
-        b.add(
-            Row(
-                f"single follower, {name}",
-                size / seconds / 1e6,
-                "MB/s",
-                size / grpcio / 1e6,
-                "grpcio server, same client",
-            )
-        )
     # `jobs logs` is pure Python and the bottleneck of both figures above: a C-core
     # client shows what each server can send.
-    stubs = grpcio_stubs(b)
-    assert stubs is not None
-    ours = await anyio.to_thread.run_sync(grpcio_logs, b, stubs, b.port, job, size)
-    with grpcio_server(b, stubs, size) as port:
-        theirs = await anyio.to_thread.run_sync(grpcio_logs, b, stubs, port, job, size)
     b.add(
         Row(
             "single follower, replay, grpcio client",
-            size / ours / 1e6,
+            mbps["grpcio client"],
             "MB/s",
-            size / theirs / 1e6,
-            "grpcio server, same client",
+            mbps["grpcio both"],
+            same,
         )
     )
 
@@ -507,49 +496,41 @@ async def line_latency(b: Bench, followers: int) -> None:
 
 
 async def control_plane(b: Bench) -> None:
-    calls, in_flight = b.args.calls, 50
+    calls, in_flight, repeat = b.args.calls, 50, b.args.repeat
+    stubs = grpcio_stubs(b)
+    rates: dict[str, list[float]] = collections.defaultdict(list)
+    latencies: dict[str, list[float]] = collections.defaultdict(list)
+    cpu = 0.0
     async with b.stub() as stub:
         job = (await stub.run(pb.RunRequest(command=["true"]))).job
         await stub.wait(pb.WaitRequest(job_id=job.id))
-        latencies: list[float] = []
-        counter = iter(range(calls))
-
-        async def worker() -> None:
-            for _ in counter:
-                started = time.perf_counter()
-                await stub.status(pb.StatusRequest(job_id=job.id))
-                latencies.append(time.perf_counter() - started)
-
-        started = time.perf_counter()
-        async with anyio.create_task_group() as tg:
-            for _ in range(in_flight):
-                tg.start_soon(worker)
-        elapsed = time.perf_counter() - started
-    b.add(
-        Row(
-            "status calls, 50 in flight, grpclib client",
-            calls / elapsed,
-            "calls/s",
-            2000,
-            "the goal",
+        for _ in range(repeat):
+            rate = await _grpclib_statuses(stub, job.id, calls, in_flight, latencies["grpclib"])
+            rates["grpclib"].append(rate)
+            # The client above is pure Python too and shares the 2 cores: a C-core
+            # client shows what the server itself can do, next to a C-core server.
+            if stubs is None:
+                continue
+            used = b.server_cpu()
+            rate, times = await anyio.to_thread.run_sync(grpcio_statuses, b, stubs, b.port, job.id)
+            cpu += b.server_cpu() - used
+            rates["grpcio"].append(rate)
+            latencies["grpcio"].extend(times)
+            with grpcio_server(b, stubs, 0) as port:
+                base, _ = await anyio.to_thread.run_sync(grpcio_statuses, b, stubs, port, job.id)
+            rates["baseline"].append(base)
+    median = {name: statistics.median(values) for name, values in rates.items()}
+    for client in ("grpclib", "grpcio") if stubs else ("grpclib",):
+        goal = (
+            (2000.0, "the goal") if client == "grpclib" else (median["baseline"], "grpcio server")
         )
-    )
-    b.add(Row("status call latency p50, grpclib client", percentile(latencies, 0.5) * 1000, "ms"))
-    b.add(Row("status call latency p99, grpclib client", percentile(latencies, 0.99) * 1000, "ms"))
-    # The client above is pure Python too and shares the 2 cores: a C-core client
-    # shows what the server itself can do, next to a C-core server.
-    stubs = grpcio_stubs(b)
+        b.add(Row(f"status calls, 50 in flight, {client} client", median[client], "calls/s", *goal))
+        for p in (0.5, 0.99):
+            value = percentile(latencies[client], p) * 1000
+            b.add(Row(f"status call latency p{p * 100:.0f}, {client} client", value, "ms"))
     if stubs is None:
         return
-    cpu = b.server_cpu()
-    rate, latencies = await anyio.to_thread.run_sync(grpcio_statuses, b, stubs, b.port, job.id)
-    cpu = b.server_cpu() - cpu
-    with grpcio_server(b, stubs, 0) as port:
-        base, _ = await anyio.to_thread.run_sync(grpcio_statuses, b, stubs, port, job.id)
-    b.add(Row("status calls, 50 in flight, grpcio client", rate, "calls/s", base, "grpcio server"))
-    b.add(Row("status call latency p50, grpcio client", percentile(latencies, 0.5) * 1000, "ms"))
-    b.add(Row("status call latency p99, grpcio client", percentile(latencies, 0.99) * 1000, "ms"))
-    per_call = cpu / calls
+    per_call = cpu / (calls * repeat)
     b.add(Row("server CPU per status call", per_call * 1e6, "us"))
     b.add(
         Row(
@@ -560,6 +541,25 @@ async def control_plane(b: Bench) -> None:
             "the goal",
         )
     )
+
+
+async def _grpclib_statuses(
+    stub: pb.JobServiceStub, job_id: str, calls: int, in_flight: int, latencies: list[float]
+) -> float:
+    """Calls/s of ``calls`` status calls through the stub, ``in_flight`` at a time."""
+    counter = iter(range(calls))
+
+    async def worker() -> None:
+        for _ in counter:
+            started = time.perf_counter()
+            await stub.status(pb.StatusRequest(job_id=job_id))
+            latencies.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    async with anyio.create_task_group() as tg:
+        for _ in range(in_flight):
+            tg.start_soon(worker)
+    return calls / (time.perf_counter() - started)
 
 
 async def start_rate(b: Bench) -> None:
@@ -731,7 +731,8 @@ async def main(args: argparse.Namespace) -> None:
         bench.start_server()
         print(
             f"jobs bench on {os.cpu_count()} cores, Python {sys.version.split()[0]}; "
-            f"state on {bench.state.parent}"
+            f"state on {bench.state.parent}; streaming and status figures are medians of "
+            f"{args.repeat} runs"
         )
         print(f"{'scenario':<46} {'figure':>12} {'unit':<8} {'ratio':>7}  baseline")
         try:
@@ -753,6 +754,9 @@ def parse() -> argparse.Namespace:
         "--fanout-mib", type=int, default=8, help="bytes each fan-out follower receives (MiB)"
     )
     parser.add_argument("--followers", type=int, nargs="+", default=[100, 500])
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="runs of the streaming and status scenarios (median)"
+    )
     parser.add_argument("--calls", type=int, default=20_000, help="status calls to time")
     parser.add_argument("--starts", type=int, default=100, help="jobs started per variant")
     parser.add_argument(
