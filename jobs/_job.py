@@ -109,6 +109,11 @@ class Job:
     def state(self) -> JobState:
         return self._state
 
+    @property
+    def ended_at(self) -> float | None:
+        """When the job ended (seconds since the epoch), or None while it runs."""
+        return self._ended_at
+
     async def _spawn(self, cgroup: JobCgroup | None) -> Process:
         """Start the main process in the job's cgroup and namespaces.
 

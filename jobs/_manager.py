@@ -90,6 +90,8 @@ class JobManager:
         self.history = history
         self.history_age = history_age
         self._jobs: dict[str, Job] = {}
+        self._ended: dict[str, Job] = {}
+        """Ended jobs, oldest first: pruning takes from the front."""
         self._running: collections.Counter[str] = collections.Counter()
         self._streams: collections.Counter[str] = collections.Counter()
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -229,6 +231,7 @@ class JobManager:
             # A job that failed to spawn never became final; start() released it.
             if job.state.is_final:
                 self._release_running(job.owner)
+                self._ended[job.id] = job
                 self._prune()
 
     def _restore(self) -> None:
@@ -252,23 +255,27 @@ class JobManager:
             self._jobs[job.id] = job
         if self._jobs:
             log.info("restored %d jobs (%d lost in a crash)", len(self._jobs), lost)
+        ended = (job for job in self._jobs.values() if job.state.is_final)
+        for job in sorted(ended, key=lambda job: job.ended_at or 0.0):
+            self._ended[job.id] = job
         self._prune()
 
     def _prune(self) -> None:
-        """Forget the oldest ended jobs beyond the history caps, with their output."""
-        ended = sorted(
-            (job for job in self._jobs.values() if job.state.is_final),
-            key=lambda job: job.info().ended_at or 0.0,
-        )
-        doomed = []
-        if self.history is not None and len(ended) > self.history:
-            doomed = ended[: len(ended) - self.history]
-        if self.history_age is not None:
-            horizon = time.time() - self.history_age
-            doomed += [j for j in ended if (j.info().ended_at or 0.0) < horizon and j not in doomed]
-        for job in doomed:
-            del self._jobs[job.id]
-            shutil.rmtree(job.directory, ignore_errors=True)
+        """Forget the oldest ended jobs beyond the history caps, with their output.
+
+        Runs each time a job ends: it looks at the oldest ones only, so its cost
+        does not grow with the history.
+        """
+        horizon = None if self.history_age is None else time.time() - self.history_age
+        while self._ended:
+            oldest = next(iter(self._ended.values()))
+            too_many = self.history is not None and len(self._ended) > self.history
+            too_old = horizon is not None and (oldest.ended_at or 0.0) < horizon
+            # A job that ended before start() registered it waits for the next round.
+            if not (too_many or too_old) or oldest.id not in self._jobs:
+                break
+            del self._ended[oldest.id], self._jobs[oldest.id]
+            shutil.rmtree(oldest.directory, ignore_errors=True)
 
     def _release_running(self, owner: str) -> None:
         self._running[owner] -= 1

@@ -206,6 +206,24 @@ async def test_history_cap_forgets_the_oldest(tmp_path: Path) -> None:
         assert [i.id for i in manager.list("alice")] == ids[4:]
 
 
+async def test_history_age_forgets_ended_jobs_past_it_and_never_running_ones(
+    tmp_path: Path,
+) -> None:
+    async with JobManager(tmp_path / "state", history_age=0.5) as manager:
+        sleeper = await manager.start(JobSpec(("sleep", "3600")), "alice")
+        old = await manager.start(JobSpec(("true",)), "alice")
+        await manager.wait(old.id, "alice")
+        await anyio.sleep(0.7)
+        new = await manager.start(JobSpec(("true",)), "alice")
+        await manager.wait(new.id, "alice")  # its end prunes what is past the age
+        assert [i.id for i in manager.list("alice")] == [sleeper.id, new.id]
+        assert not (tmp_path / "state" / "jobs" / old.id).exists()
+        await manager.stop(sleeper.id, "alice", grace=0)
+    await anyio.sleep(0.7)
+    async with JobManager(tmp_path / "state", history_age=0.5) as manager:
+        assert manager.list("alice") == []  # pruned at start-up
+
+
 async def test_resume_after_a_dropped_connection_has_no_gap_and_no_duplicate(
     serve_process: ServerProcess,
 ) -> None:
