@@ -1,7 +1,8 @@
 """The request guard: every call's size cap, authentication, authorization and errors.
 
-grpclib's ``RecvRequest`` event runs in the handler's task before the handler; the
-guard wraps the handler there. The wrapped stream checks the request's length
+The guard wraps every handler of the servables it is given, once, when the server
+is built (grpclib's ``RecvRequest`` event could do it per call, at a cost of a
+few percent of each call). The wrapped stream checks the request's length
 prefix before reading its body, and always reads (or drains) the request before
 refusing a call, so the connection's flow-control window is always returned. The
 core's errors become gRPC statuses in ``STATUS``, the one table; anything else
@@ -16,8 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from grpclib.const import Status
-from grpclib.events import RecvRequest
+from grpclib.const import Handler, Status
 from grpclib.exceptions import GRPCError
 from grpclib.protocol import Peer
 from grpclib.server import Stream
@@ -76,28 +76,30 @@ class Policy:
     max_request: int
 
 
-Handler = Callable[[Any], Awaitable[None]]
+HandlerFunc = Callable[[Any], Awaitable[None]]
 
 
 class Guard:
-    """Applies a ``Policy`` per method name to every call of a grpclib server."""
+    """Applies a ``Policy`` per method name to every call of the servables it guards."""
 
     def __init__(self, policies: Mapping[str, Policy], default: Policy, role_oid: str) -> None:
         self._policies = policies
         self._default = default
         self._role_oid = role_oid
 
-    async def on_request(self, event: RecvRequest) -> None:
-        """The ``RecvRequest`` listener: wrap the handler of the call."""
-        method = event.method_name
+    def guard(self, servable: Any) -> _Guarded:
+        """A servable whose handlers are ``servable``'s, guarded."""
+        return _Guarded(
+            {method: self._wrap(method, h) for method, h in servable.__mapping__().items()}
+        )
+
+    def _wrap(self, method: str, handler: Handler) -> Handler:
         policy = self._policies.get(method, self._default)
-        handler: Handler = event.method_func
-        peer = event.peer
+        func: HandlerFunc = handler.func
 
         async def guarded(stream: Stream[Any, Any]) -> None:
-            checked = _CheckedStream(stream, policy.max_request, lambda: self._admit(peer, policy))
             try:
-                await handler(checked)
+                await func(_CheckedStream(stream, policy, self))
             except GRPCError:
                 raise
             except JobsError as exc:
@@ -106,7 +108,7 @@ class Guard:
                 log.exception("bug: %s raised", method)
                 raise GRPCError(Status.INTERNAL, "internal error") from None
 
-        event.method_func = guarded
+        return handler._replace(func=guarded)
 
     def _admit(self, peer: Peer, policy: Policy) -> None:
         if policy.role is None:
@@ -127,13 +129,22 @@ class Guard:
         _principal.set(principal)
 
 
+@dataclass(frozen=True, slots=True)
+class _Guarded:
+    handlers: dict[str, Handler]
+
+    def __mapping__(self) -> dict[str, Handler]:
+        return self.handlers
+
+
 class _CheckedStream:
     """A grpclib server stream whose requests are capped, and admitted once read."""
 
-    def __init__(self, stream: Stream[Any, Any], cap: int, admit: Callable[[], None]) -> None:
+    def __init__(self, stream: Stream[Any, Any], policy: Policy, guard: Guard) -> None:
         self._stream = stream
-        self._cap = cap
-        self._admit: Callable[[], None] | None = admit
+        self._cap = policy.max_request
+        self._policy = policy
+        self._guard: Guard | None = guard
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
@@ -171,6 +182,6 @@ class _CheckedStream:
             raise GRPCError(Status.INVALID_ARGUMENT, "the request cannot be decoded") from None
 
     def _admitted(self) -> None:
-        if self._admit is not None:
-            admit, self._admit = self._admit, None
-            admit()
+        if self._guard is not None:
+            guard, self._guard = self._guard, None
+            guard._admit(self._stream.peer, self._policy)

@@ -67,6 +67,7 @@ class Job:
         self._pid: int | None = None
         self._started_at = time.time()
         self._ended_at: float | None = None
+        self._final_info: JobInfo | None = None
         self._ended = anyio.Event()
 
     @classmethod
@@ -168,11 +169,13 @@ class Job:
             self._process.signal_group(sig)
 
     def info(self) -> JobInfo:
-        """A snapshot of the job's facts."""
+        """A snapshot of the job's facts (the same object, once the job has ended)."""
+        if self._final_info is not None:
+            return self._final_info
         status = self._status if self._state.is_final else None
         if status is not None and status.code is None and status.signal is None:
             status = None
-        return JobInfo(
+        info = JobInfo(
             id=self.id,
             owner=self.owner,
             spec=self.spec,
@@ -186,6 +189,9 @@ class Job:
             dropped_bytes=self._log.start,
             lost_bytes=self._log.lost,
         )
+        if self._state.is_final:
+            self._final_info = info  # an ended job's facts no longer change
+        return info
 
     def reader(self, offset: int = 0, *, follow: bool = False) -> LogReader:
         """A reader of the job's output from ``offset``; see ``OutputLog.reader``."""

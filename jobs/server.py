@@ -11,7 +11,6 @@ from pathlib import Path
 import anyio
 import anyio.abc
 from grpclib.config import Configuration
-from grpclib.events import RecvRequest, listen
 from grpclib.health.service import Health
 from grpclib.reflection.service import ServerReflection
 from grpclib.server import Server
@@ -40,8 +39,9 @@ MAX_RUN_REQUEST = 1 << 20
 MAX_REQUEST = 64 << 10
 HANDSHAKE_TIMEOUT = 10.0
 LISTEN_BACKLOG = 1024
-"""Connections the kernel queues before the server accepts them; asyncio's 100
-left bursts of new clients retrying their SYNs for seconds."""
+"""Connections the kernel queues before the server accepts them. The event loop
+listens again with its own backlog (asyncio's default, 100, left bursts of new
+clients retrying their SYNs for seconds), so it is given this one too."""
 KEEPALIVE_TIME = 30.0
 """Seconds of silence before the server pings a client; with the timeout below a
 dead peer is found within 50 s."""
@@ -127,9 +127,10 @@ async def serve(
         history_age=config.history_age,
     ) as manager:
         jobs = JobService(manager)
+        guard = Guard(*policies(config), config.role_oid)
         # Built here, inside the running loop: grpclib binds to the loop it is created in.
         server = Server(
-            ServerReflection.extend([jobs, Health({jobs: []})]),
+            [guard.guard(s) for s in ServerReflection.extend([jobs, Health({jobs: []})])],
             codec=Codec(),
             config=Configuration(
                 _keepalive_time=config.keepalive_time,
@@ -138,8 +139,6 @@ async def serve(
                 _http2_max_pings_without_data=0,
             ),
         )
-        table, default = policies(config)
-        listen(server, RecvRequest, Guard(table, default, config.role_oid).on_request)
         if setup is not None:
             setup(server)
         await _grpclib.start_server(server, sock, context, config.handshake_timeout, LISTEN_BACKLOG)
@@ -170,7 +169,7 @@ def _bind(host: str, port: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
-        sock.listen(1024)
+        sock.listen(LISTEN_BACKLOG)
         sock.setblocking(False)
     except BaseException:
         sock.close()
