@@ -8,6 +8,7 @@ from pathlib import Path
 import anyio
 import pytest
 from conftest import RunningServer, ServerProcess, running_server
+from google.protobuf.timestamp_pb2 import Timestamp
 from grpclib.const import Cardinality, Status
 from grpclib.exceptions import GRPCError
 from grpclib.health.v1.health_grpc import HealthStub
@@ -18,8 +19,8 @@ from pki_fixtures import Certificates
 
 from gen import service_pb2 as wire
 from gen.jobs import v1 as pb
-from jobs._model import IoRate, JobInfo, JobSpec, JobState, Limits, Namespace
-from jobs.service import encode_jobs
+from jobs._model import Chunk, Gap, IoRate, JobInfo, JobSpec, JobState, Limits, Namespace, Stream
+from jobs.service import _encode_log_item, encode_jobs
 
 
 async def run_to_end(stub: pb.JobServiceStub, *command: str) -> tuple[pb.Job, bytes, bytes]:
@@ -221,6 +222,20 @@ def test_encoded_jobs_are_the_responses_protobuf_would_send() -> None:
         # What betterproto clients decode, field by field.
         assert pb.StatusResponse().parse(encode_jobs([info])).job.command == list(info.spec.argv)
     assert encode_jobs([]) == b""
+
+
+def test_log_messages_are_the_bytes_protobuf_would_send() -> None:
+    for size in (0, 1, 127, 128, 16_384, 300_000):
+        chunk = Chunk(12_345, Stream.STDERR, 1_700_000_000_123_456_789, os.urandom(size))
+        expected = wire.LogsResponse(
+            offset=12_345,
+            stream=wire.STREAM_STDERR,
+            data=chunk.data,
+            time=Timestamp(seconds=1_700_000_000, nanos=123_456_789),
+        )
+        assert _encode_log_item(chunk) == expected.SerializeToString()
+    gap = wire.LogsResponse(offset=1_000, dropped=600)
+    assert _encode_log_item(Gap(400, 600)) == gap.SerializeToString()
 
 
 class _Raw(pb.StatusRequest):
