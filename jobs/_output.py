@@ -51,8 +51,8 @@ readers each piece shrinks (down to ``MIN_CHUNK``), so the server's memory does
 not grow with 256 KiB per follower, while a lone reader keeps big pieces. A
 piece in flight costs the server about three times its size (the piece, its
 encoding, grpclib's framed copy). In the benchmark, 8 MiB holds the server's
-peak to +23 MiB over its idle RSS with 100 followers and +28 MiB with 500, where
-32 MiB let it reach +103 and +130 MiB."""
+peak to about +20 MiB over its idle RSS with 100 followers and +25 MiB with 500,
+where 32 MiB let it reach +103 and +130 MiB."""
 MIN_CHUNK = 16 << 10
 
 
