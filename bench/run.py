@@ -731,8 +731,8 @@ async def main(args: argparse.Namespace) -> None:
         bench.start_server()
         print(
             f"jobs bench on {os.cpu_count()} cores, Python {sys.version.split()[0]}; "
-            f"state on {bench.state.parent}; streaming and status figures are medians of "
-            f"{args.repeat} runs"
+            f"state on {bench.state.parent}; streaming and status figures: "
+            + (f"medians of {args.repeat} runs" if args.repeat > 1 else "one run")
         )
         print(f"{'scenario':<46} {'figure':>12} {'unit':<8} {'ratio':>7}  baseline")
         try:
