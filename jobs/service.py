@@ -50,10 +50,12 @@ class JobService:
         self._manager = manager
 
     async def run(self, request: wire.RunRequest) -> bytes:
+        """Run: start the job; the encoded ``RunResponse``."""
         info = await self._manager.start(spec_from_request(request), current_principal().account)
         return encode_jobs([info])
 
     async def stop(self, request: wire.StopRequest) -> bytes:
+        """Stop: stop the job and wait until it is gone; the encoded ``StopResponse``."""
         info = await self._manager.stop(
             request.job_id,
             current_principal().account,
@@ -63,12 +65,15 @@ class JobService:
         return encode_jobs([info])
 
     async def status(self, request: wire.StatusRequest) -> bytes:
+        """Status: the encoded ``StatusResponse``."""
         return encode_jobs([self._manager.status(request.job_id, current_principal().account)])
 
     async def list(self, request: wire.ListRequest) -> bytes:
+        """List: the caller's jobs, oldest first; the encoded ``ListResponse``."""
         return encode_jobs(self._manager.list(current_principal().account))
 
     async def wait(self, request: wire.WaitRequest) -> bytes:
+        """Wait: wait until the job has ended; the encoded ``WaitResponse``."""
         info = await self._manager.wait(request.job_id, current_principal().account)
         return encode_jobs([info])
 
