@@ -43,8 +43,9 @@ class _Transport(asyncio.Transport):
             return
         if not self._pending:
             self._loop.call_soon(self._flush)
-        self._pending.append(bytes(data))
-        self._size += len(data)
+        chunk = bytes(data)
+        self._pending.append(chunk)
+        self._size += len(chunk)
         if self._size >= FLUSH_AT:
             # Bulk data goes out at once, so that the transport's buffer limits
             # pause the writers (grpclib's streams) as they would without us.
