@@ -8,6 +8,9 @@ import time
 from pathlib import Path
 
 import anyio
+import h2.config
+import h2.connection
+import h2.events
 import pytest
 from conftest import RunningServer, running_server
 from grpclib.client import Channel
@@ -16,6 +19,7 @@ from grpclib.exceptions import GRPCError
 from pki_fixtures import Certificates
 
 from gen.jobs import v1 as pb
+from jobs._tls import client_context
 from jobs.client import ConnectionFailed, connection_errors
 
 READ_CALLS = ("status", "list", "logs", "wait")
@@ -152,3 +156,34 @@ async def test_stalled_handshake_is_cut(test_pki: Certificates, tmp_path: Path) 
 
         elapsed = await anyio.to_thread.run_sync(silent_client)
         assert 0.4 <= elapsed < 5
+
+
+async def test_a_peer_that_goes_silent_is_dropped_by_keepalive(
+    test_pki: Certificates, tmp_path: Path
+) -> None:
+    options = {"keepalive_time": 0.3, "keepalive_timeout": 0.5}
+    async with running_server(test_pki, tmp_path, **options) as server:
+        files = server.pki.clients["alice"]
+        context = client_context(server.pki.ca, files.cert, files.key)
+
+        def silent_peer() -> tuple[bool, float]:
+            # A real TLS + HTTP/2 client that opens the connection, then never
+            # answers again (a peer whose host died, say): not even the pings.
+            h2_conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+            h2_conn.initiate_connection()
+            with (
+                socket.create_connection((server.host, server.port), timeout=10) as raw,
+                context.wrap_socket(raw, server_hostname="localhost") as tls,
+            ):
+                tls.sendall(h2_conn.data_to_send())
+                started = time.monotonic()
+                pinged = False
+                while data := tls.recv(65536):  # until the server hangs up
+                    for event in h2_conn.receive_data(data):
+                        pinged |= isinstance(event, h2.events.PingReceived)
+                return pinged, time.monotonic() - started
+
+        pinged, elapsed = await anyio.to_thread.run_sync(silent_peer)
+        assert pinged, "the server never pinged the idle connection"
+        # A ping after 0.3 s of silence, unanswered for 0.5 s: the server hangs up.
+        assert 0.7 <= elapsed < 5, elapsed
