@@ -645,10 +645,7 @@ async def memory(b: Bench) -> None:
         await stub.stop(pb.StopRequest(job_id=sleeper.id, grace_seconds=0))
         await anyio.sleep(1)
         before = b.server_rss()
-        for _ in range(b.args.drift_calls // 1000):
-            async with anyio.create_task_group() as tg:
-                for _ in range(50):
-                    tg.start_soon(_statuses, stub, sleeper.id, 20)
+        await _grpclib_statuses(stub, sleeper.id, b.args.drift_calls, 50, latencies=[])
         b.add(
             Row(
                 f"server RSS after {b.args.drift_calls} status calls",
@@ -692,11 +689,6 @@ async def _drain_logs(channel: Channel, job_id: str) -> None:
     async with logs(channel, job_id, follow=True) as messages:
         async for _ in messages:
             pass
-
-
-async def _statuses(stub: pb.JobServiceStub, job_id: str, count: int) -> None:
-    for _ in range(count):
-        await stub.status(pb.StatusRequest(job_id=job_id))
 
 
 async def _one_status(channel: Channel, job_id: str, failures: list[str]) -> None:
