@@ -47,6 +47,11 @@ PROTO_OUT = "gen"
 
 
 def _generate(session: nox.Session, out: str) -> None:
+    """Generate into ``out``: the stubs, a PEP 561 marker, and a copy of service.proto
+    (so the wheel carries the contract next to its stubs)."""
+    import shutil
+    from pathlib import Path
+
     session.install(*nox.project.dependency_groups(PYPROJECT, "proto"))
     session.run(
         "python",
@@ -58,6 +63,8 @@ def _generate(session: nox.Session, out: str) -> None:
         f"--pyi_out={out}",
         "service.proto",
     )
+    Path(out, "py.typed").write_text("")
+    shutil.copyfile("service.proto", Path(out, "service.proto"))
 
 
 @nox.session

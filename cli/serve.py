@@ -17,6 +17,7 @@ from jobs import (
     DEFAULT_MAX_RUNNING,
     DEFAULT_MAX_STREAMS,
     DEFAULT_OUTPUT_CAP,
+    ManagerSettings,
 )
 from jobs.server import ServerConfig
 from jobs.server import serve as run_server
@@ -139,12 +140,14 @@ async def serve(
         host=host,
         port=port,
         role_oid=role_oid,
-        max_running=max_running,
-        max_streams=max_streams,
-        output_cap=output_cap,
-        history=history,
-        history_age=history_age,
-        grace=grace,
+        manager=ManagerSettings(
+            max_running=max_running,
+            max_streams=max_streams,
+            output_cap=output_cap,
+            history=history,
+            history_age=history_age,
+            grace=grace,
+        ),
     )
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with anyio.create_task_group() as tg:

@@ -2,33 +2,38 @@
 
 The tree is the architecture:
 
-- The core — ``_model`` (states, specs, facts), ``_output`` (the on-disk output
-  log and its readers), ``_process`` (spawning and reaping), ``_job`` and
-  ``_manager`` — knows nothing of gRPC; it depends on anyio and the standard
-  library only, and raises the errors of ``errors``.
-- The service and the server adapt the core to the generated API in ``gen``.
-- ``cli`` and ``pki`` sit outside; nothing imports ``cli``.
+- ``jobs._core``: the job engine (manager, job, process, output log, records,
+  namespaces, the minimal init, ``containment/`` for cgroup v2, cgroup v1 and
+  the process group). It knows nothing of gRPC: anyio and the standard library.
+- ``jobs.server``: the gRPC adapter: ``serve`` and its config, the servicer
+  (translation only), the wire encoding, the guard (caps, authn, authz, the error
+  table) and grpclib's internals. It sits above the core.
+- ``jobs.client``: a channel to a server over mutual TLS, and plain connection errors.
+- ``jobs.errors``: the core's expected errors, one class per condition.
+- Outside: ``gen`` (generated stubs), ``pki`` (certificates), ``cli`` (nothing imports it).
 
-The import-linter contracts in pyproject.toml keep these directions checked.
+The import-linter contracts in pyproject.toml name these packages and keep the
+directions checked. This module is the core's public facade.
 """
 
-from ._job import DEFAULT_GRACE as DEFAULT_GRACE
-from ._job import Job as Job
-from ._manager import DEFAULT_HISTORY as DEFAULT_HISTORY
-from ._manager import DEFAULT_MAX_RUNNING as DEFAULT_MAX_RUNNING
-from ._manager import DEFAULT_MAX_STREAMS as DEFAULT_MAX_STREAMS
-from ._manager import DEFAULT_OUTPUT_CAP as DEFAULT_OUTPUT_CAP
-from ._manager import JobManager as JobManager
-from ._model import Chunk as Chunk
-from ._model import Gap as Gap
-from ._model import IoRate as IoRate
-from ._model import JobInfo as JobInfo
-from ._model import JobSpec as JobSpec
-from ._model import JobState as JobState
-from ._model import Limits as Limits
-from ._model import Namespace as Namespace
-from ._model import Stream as Stream
-from ._output import LogReader as LogReader
+from ._core.job import Job as Job
+from ._core.manager import JobManager as JobManager
+from ._core.model import Chunk as Chunk
+from ._core.model import Gap as Gap
+from ._core.model import IoRate as IoRate
+from ._core.model import JobInfo as JobInfo
+from ._core.model import JobSpec as JobSpec
+from ._core.model import JobState as JobState
+from ._core.model import Limits as Limits
+from ._core.model import Namespace as Namespace
+from ._core.model import Stream as Stream
+from ._core.output import LogReader as LogReader
+from ._core.settings import DEFAULT_GRACE as DEFAULT_GRACE
+from ._core.settings import DEFAULT_HISTORY as DEFAULT_HISTORY
+from ._core.settings import DEFAULT_MAX_RUNNING as DEFAULT_MAX_RUNNING
+from ._core.settings import DEFAULT_MAX_STREAMS as DEFAULT_MAX_STREAMS
+from ._core.settings import DEFAULT_OUTPUT_CAP as DEFAULT_OUTPUT_CAP
+from ._core.settings import ManagerSettings as ManagerSettings
 from .errors import CannotExecute as CannotExecute
 from .errors import InvalidArgument as InvalidArgument
 from .errors import JobNotFound as JobNotFound
@@ -60,6 +65,7 @@ __all__ = [
     "LimitUnsupported",
     "Limits",
     "LogReader",
+    "ManagerSettings",
     "Namespace",
     "OffsetOutOfRange",
     "ShuttingDown",

@@ -14,9 +14,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from ._role import DEFAULT_ROLE_OID, ROLES, encode_role
+
 __all__ = [
-    "DEFAULT_ROLE_OID",
-    "ROLES",
     "Identity",
     "create_ca",
     "issue_client",
@@ -26,10 +26,6 @@ __all__ = [
     "write_identity",
 ]
 
-DEFAULT_ROLE_OID = "1.3.6.1.4.1.99999.1.1"
-"""Not a registered enterprise arc: harmless, as only our own CA's certificates are
-read. Every arc stays under 2**31 so Go's crypto/x509 can parse it."""
-ROLES = ("readonly", "full")
 CA_DAYS = 3650
 SERVER_DAYS = 825
 CLIENT_DAYS = 365
@@ -125,7 +121,7 @@ def issue_client(
 
 def role_extension(role: str, oid: str = DEFAULT_ROLE_OID) -> x509.UnrecognizedExtension:
     """The role extension: ``role`` as a DER UTF8String under ``oid``."""
-    return x509.UnrecognizedExtension(x509.ObjectIdentifier(oid), _der_utf8(role))
+    return x509.UnrecognizedExtension(x509.ObjectIdentifier(oid), encode_role(role))
 
 
 def issue(
@@ -216,14 +212,6 @@ def _general_name(name: str) -> x509.GeneralName:
         return x509.IPAddress(ipaddress.ip_address(name))
     except ValueError:
         return x509.DNSName(name)
-
-
-def _der_utf8(text: str) -> bytes:
-    data = text.encode()
-    if len(data) < 0x80:
-        return bytes([0x0C, len(data)]) + data
-    size = len(data).to_bytes((len(data).bit_length() + 7) // 8, "big")
-    return bytes([0x0C, 0x80 | len(size)]) + size + data
 
 
 def _now() -> datetime.datetime:

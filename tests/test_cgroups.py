@@ -3,7 +3,6 @@ controller-less cgroup2, and the process-group fallback."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 from collections.abc import AsyncIterator
@@ -11,7 +10,15 @@ from pathlib import Path
 
 import anyio
 import pytest
-from helpers import process_gone, read_output
+from harness import (
+    CGROUP_V1,
+    CGROUP_V2_HYBRID,
+    UNIFIED,
+    needs_v1,
+    needs_v2,
+    process_gone,
+    read_output,
+)
 
 from jobs import (
     IoRate,
@@ -20,37 +27,31 @@ from jobs import (
     JobState,
     Limits,
     LimitUnsupported,
+    ManagerSettings,
 )
-from jobs._cgroups import CGROUP_ROOT, CgroupV1, CgroupV2, Driver, ProcessGroupDriver
-from jobs._manager import cgroup_scope
-
-V1 = CgroupV1.available()
-UNIFIED = CGROUP_ROOT / "unified"
-V2_HYBRID = (UNIFIED / "cgroup.controllers").exists() and os.access(UNIFIED, os.W_OK)
-
-needs_v1 = pytest.mark.skipif(not V1, reason="needs writable cgroup v1 controllers (root)")
-needs_v2 = pytest.mark.skipif(
-    not V2_HYBRID, reason="needs a writable cgroup2 at /sys/fs/cgroup/unified"
-)
+from jobs._core.containment import CGROUP_ROOT, CgroupV1, CgroupV2, Containment, ProcessGroup
+from jobs._core.manager import cgroup_scope
 
 
-def make_driver(kind: str, state_dir: Path) -> Driver:
+def make_driver(kind: str, state_dir: Path) -> Containment:
     scope = cgroup_scope(state_dir)
     if kind == "v1":
-        if not V1:
+        if not CGROUP_V1:
             pytest.skip("needs writable cgroup v1 controllers (root)")
         return CgroupV1(scope)
     if kind == "v2":
-        if not V2_HYBRID:
+        if not CGROUP_V2_HYBRID:
             pytest.skip("needs a writable cgroup2 at /sys/fs/cgroup/unified")
         return CgroupV2(scope, UNIFIED)
-    return ProcessGroupDriver()
+    return ProcessGroup()
 
 
 @pytest.fixture(params=["v1", "v2", "pgroup"])
 async def any_manager(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[JobManager]:
     state = tmp_path / "state"
-    async with JobManager(state, grace=2, driver=make_driver(request.param, state)) as manager:
+    async with JobManager(
+        state, ManagerSettings(grace=2), containment=make_driver(request.param, state)
+    ) as manager:
         yield manager
 
 
@@ -59,14 +60,18 @@ async def cgroup_manager(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[JobManager]:
     state = tmp_path / "state"
-    async with JobManager(state, grace=2, driver=make_driver(request.param, state)) as manager:
+    async with JobManager(
+        state, ManagerSettings(grace=2), containment=make_driver(request.param, state)
+    ) as manager:
         yield manager
 
 
 @pytest.fixture
 async def v1_manager(tmp_path: Path) -> AsyncIterator[JobManager]:
     state = tmp_path / "state"
-    async with JobManager(state, grace=2, driver=make_driver("v1", state)) as manager:
+    async with JobManager(
+        state, ManagerSettings(grace=2), containment=make_driver("v1", state)
+    ) as manager:
         yield manager
 
 
@@ -188,7 +193,7 @@ async def test_limits_that_cannot_be_enforced(
 
 
 async def test_limits_without_cgroups_are_refused(tmp_path: Path) -> None:
-    async with JobManager(tmp_path, driver=ProcessGroupDriver()) as manager:
+    async with JobManager(tmp_path, containment=ProcessGroup()) as manager:
         with pytest.raises(LimitUnsupported, match="no writable cgroups"):
             await manager.start(JobSpec(("true",), limits=Limits(memory=64 << 20)), "alice")
 
@@ -196,7 +201,7 @@ async def test_limits_without_cgroups_are_refused(tmp_path: Path) -> None:
 @needs_v2
 async def test_controller_less_cgroup2_refuses_limits(tmp_path: Path) -> None:
     state = tmp_path / "state"
-    async with JobManager(state, driver=make_driver("v2", state)) as manager:
+    async with JobManager(state, containment=make_driver("v2", state)) as manager:
         with pytest.raises(LimitUnsupported, match="memory controller"):
             await manager.start(JobSpec(("true",), limits=Limits(memory=64 << 20)), "alice")
 
@@ -204,8 +209,8 @@ async def test_controller_less_cgroup2_refuses_limits(tmp_path: Path) -> None:
 @needs_v1
 async def test_no_cgroup_is_left_after_200_jobs(tmp_path: Path) -> None:
     state = tmp_path / "state"
-    driver = make_driver("v1", state)
-    async with JobManager(state, driver=driver) as manager:
+    containment = make_driver("v1", state)
+    async with JobManager(state, containment=containment) as manager:
         limited = Limits(memory=256 << 20, pids=64, cpu=1)
         for batch in range(10):
             infos = [
@@ -237,7 +242,7 @@ async def test_stale_job_cgroups_are_emptied_and_removed_at_start(tmp_path: Path
     leftover = subprocess.Popen(["sleep", "3600"])  # noqa: ASYNC220 (instant, and a plain child)
     try:
         (stale / "cgroup.procs").write_text(str(leftover.pid))
-        async with JobManager(state, driver=make_driver("v1", state)):
+        async with JobManager(state, containment=make_driver("v1", state)):
             assert leftover.wait(timeout=5) == -9
             assert not stale.exists()
     finally:

@@ -15,7 +15,7 @@ import anyio
 import asyncclick as click
 import pytest
 from asyncclick.testing import CliRunner
-from conftest import RunningServer
+from harness import RunningServer
 
 from cli._params import DURATION, IO_RATE, SIGNAL, SIZE
 from cli.main import cli

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 
-from jobs._coalesce import FLUSH_AT, coalescing
+from jobs.server._coalesce import FLUSH_AT, coalescing
 
 
 class _Recorder(asyncio.Protocol):

@@ -13,14 +13,13 @@ from pathlib import Path
 
 import anyio
 import pytest
-from conftest import ServerProcess
-from helpers import process_gone
+from harness import ServerProcess, needs_root, process_gone
 from pki_fixtures import Certificates
 
 from gen.jobs import v1 as pb
-from jobs import JobManager, JobSpec, JobState
-from jobs._cgroups import CGROUP_ROOT
-from jobs._manager import cgroup_scope
+from jobs import JobManager, JobSpec, JobState, ManagerSettings
+from jobs._core.containment import CGROUP_ROOT
+from jobs._core.manager import cgroup_scope
 
 
 @pytest.fixture
@@ -165,7 +164,7 @@ async def _mount_tmpfs(path: Path, size: str) -> None:
     await anyio.run_process(["mount", "-t", "tmpfs", "-o", f"size={size}", "jobs-test", str(path)])
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
+@needs_root  # mounting a small tmpfs
 async def test_a_full_disk_loses_output_but_nothing_else(tmp_path: Path) -> None:
     state = tmp_path / "small"
     await _mount_tmpfs(state, "1M")
@@ -194,7 +193,7 @@ async def test_the_state_directory_is_private(tmp_path: Path) -> None:
 
 
 async def test_history_cap_forgets_the_oldest(tmp_path: Path) -> None:
-    async with JobManager(tmp_path / "state", history=3) as manager:
+    async with JobManager(tmp_path / "state", ManagerSettings(history=3)) as manager:
         ids = []
         for n in range(5):
             info = await manager.start(JobSpec(("echo", str(n))), "alice")
@@ -202,14 +201,14 @@ async def test_history_cap_forgets_the_oldest(tmp_path: Path) -> None:
             ids.append(info.id)
         assert [i.id for i in manager.list("alice")] == ids[2:]
         assert sorted(p.name for p in (tmp_path / "state" / "jobs").iterdir()) == sorted(ids[2:])
-    async with JobManager(tmp_path / "state", history=1) as manager:
+    async with JobManager(tmp_path / "state", ManagerSettings(history=1)) as manager:
         assert [i.id for i in manager.list("alice")] == ids[4:]
 
 
 async def test_history_age_forgets_ended_jobs_past_it_and_never_running_ones(
     tmp_path: Path,
 ) -> None:
-    async with JobManager(tmp_path / "state", history_age=0.5) as manager:
+    async with JobManager(tmp_path / "state", ManagerSettings(history_age=0.5)) as manager:
         sleeper = await manager.start(JobSpec(("sleep", "3600")), "alice")
         old = await manager.start(JobSpec(("true",)), "alice")
         await manager.wait(old.id, "alice")
@@ -220,7 +219,7 @@ async def test_history_age_forgets_ended_jobs_past_it_and_never_running_ones(
         assert not (tmp_path / "state" / "jobs" / old.id).exists()
         await manager.stop(sleeper.id, "alice", grace=0)
     await anyio.sleep(0.7)
-    async with JobManager(tmp_path / "state", history_age=0.5) as manager:
+    async with JobManager(tmp_path / "state", ManagerSettings(history_age=0.5)) as manager:
         assert manager.list("alice") == []  # pruned at start-up
 
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import anyio
-from conftest import RunningServer
+from harness import RunningServer
 
 PROJECT = Path(__file__).resolve().parent.parent
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import anyio
 import pytest
-from helpers import by_stream, process_gone, read_chunks, read_output
+from harness import by_stream, process_gone, read_chunks, read_output
 
-from jobs import Chunk, JobManager, JobSpec, JobState
+from jobs import Chunk, JobManager, JobSpec, JobState, ManagerSettings
 
 
 async def wait_for_output(manager: JobManager, job_id: str, size: int) -> bytes:
@@ -179,7 +179,7 @@ async def test_grace_per_call(manager: JobManager, grace: float) -> None:
 
 async def test_timeout_uses_the_managers_grace(tmp_path: Path) -> None:
     # A job that ignores SIGTERM is SIGKILLed after the manager's grace, not 10 s.
-    async with JobManager(tmp_path / "state", grace=0.3) as manager:
+    async with JobManager(tmp_path / "state", ManagerSettings(grace=0.3)) as manager:
         started = time.monotonic()
         info = await manager.start(
             JobSpec(("sh", "-c", "trap '' TERM; exec sleep 3600"), timeout=0.2), "alice"

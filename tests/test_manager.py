@@ -7,9 +7,17 @@ from pathlib import Path
 
 import anyio
 import pytest
-from helpers import process_gone
+from harness import process_gone
 
-from jobs import JobManager, JobNotFound, JobSpec, JobState, ShuttingDown, TooManyJobs
+from jobs import (
+    JobManager,
+    JobNotFound,
+    JobSpec,
+    JobState,
+    ManagerSettings,
+    ShuttingDown,
+    TooManyJobs,
+)
 
 
 async def test_list_is_per_owner_and_ordered(manager: JobManager) -> None:
@@ -54,7 +62,7 @@ async def test_wait_returns_when_the_job_ends(manager: JobManager) -> None:
 
 
 async def test_running_job_cap_per_account(tmp_path: Path) -> None:
-    async with JobManager(tmp_path, max_running=2) as manager:
+    async with JobManager(tmp_path, ManagerSettings(max_running=2)) as manager:
         first = await manager.start(JobSpec(("sleep", "3600")), "alice")
         await manager.start(JobSpec(("sleep", "3600")), "alice")
         with pytest.raises(TooManyJobs):
@@ -65,7 +73,7 @@ async def test_running_job_cap_per_account(tmp_path: Path) -> None:
 
 
 async def test_concurrent_starts_respect_the_cap(tmp_path: Path) -> None:
-    async with JobManager(tmp_path, max_running=5) as manager:
+    async with JobManager(tmp_path, ManagerSettings(max_running=5)) as manager:
         refused = 0
 
         async def start() -> None:
@@ -83,7 +91,7 @@ async def test_concurrent_starts_respect_the_cap(tmp_path: Path) -> None:
 
 
 async def test_leaving_the_manager_stops_every_job(tmp_path: Path) -> None:
-    async with JobManager(tmp_path, grace=1) as manager:
+    async with JobManager(tmp_path, ManagerSettings(grace=1)) as manager:
         infos = [await manager.start(JobSpec(("sleep", "3600")), "alice") for _ in range(3)]
         stubborn = await manager.start(
             JobSpec(("sh", "-c", "trap '' TERM; exec sleep 3600")), "bob"

@@ -3,17 +3,16 @@ a private mount namespace, a network namespace with only loopback."""
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from helpers import by_stream, process_gone, read_chunks, read_output
+from harness import by_stream, needs_namespaces, process_gone, read_chunks, read_output
 
 from jobs import CannotExecute, JobManager, JobSpec, JobState, Limits, Namespace
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="namespaces need root here")
+pytestmark = needs_namespaces
 
 PID = frozenset({Namespace.PID})
 NET = frozenset({Namespace.NET})

@@ -8,10 +8,19 @@ from pathlib import Path
 
 import anyio
 import pytest
-from helpers import by_stream, read_chunks, read_output
+from harness import by_stream, read_chunks, read_output
 
-from jobs import Chunk, Gap, JobManager, JobSpec, OffsetOutOfRange, Stream, TooManyStreams
-from jobs._output import OutputLog
+from jobs import (
+    Chunk,
+    Gap,
+    JobManager,
+    JobSpec,
+    ManagerSettings,
+    OffsetOutOfRange,
+    Stream,
+    TooManyStreams,
+)
+from jobs._core.output import OutputLog
 
 
 async def test_20_mb_of_random_bytes_byte_exact(manager: JobManager, tmp_path: Path) -> None:
@@ -108,7 +117,7 @@ async def test_cancelled_follower_frees_its_resources_at_once(manager: JobManage
 
 
 async def test_log_stream_cap(tmp_path: Path) -> None:
-    async with JobManager(tmp_path, max_streams=2) as manager:
+    async with JobManager(tmp_path, ManagerSettings(max_streams=2)) as manager:
         info = await manager.start(JobSpec(("true",)), "alice")
         first = manager.reader(info.id, "alice")
         second = manager.reader(info.id, "alice")
@@ -173,7 +182,7 @@ async def test_big_records_are_split_and_small_ones_merged(tmp_path: Path) -> No
 
 
 async def test_many_readers_share_a_memory_budget(tmp_path: Path) -> None:
-    from jobs._output import FOLLOWERS_BUDGET, MIN_CHUNK
+    from jobs._core.output import FOLLOWERS_BUDGET, MIN_CHUNK
 
     log = OutputLog(tmp_path / "log")
     log.append(Stream.STDOUT, os.urandom(1 << 20))

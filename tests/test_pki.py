@@ -12,7 +12,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 import pki
-from jobs._auth import Principal, Role, principal_from_der
+from jobs.server._auth import Principal, principal_from_der
+from pki import Role
 
 
 def test_ca() -> None:

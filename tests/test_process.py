@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import by_stream, read_chunks
+from harness import by_stream, read_chunks
 
 from jobs import CannotExecute, InvalidArgument, JobManager, JobSpec, JobState
 

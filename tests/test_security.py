@@ -12,10 +12,10 @@ import h2.config
 import h2.connection
 import h2.events
 import pytest
-from conftest import RunningServer, running_server
 from grpclib.client import Channel
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
+from harness import RunningServer, running_server
 from pki_fixtures import Certificates
 
 from gen.jobs import v1 as pb
@@ -161,8 +161,9 @@ async def test_stalled_handshake_is_cut(test_pki: Certificates, tmp_path: Path) 
 async def test_a_peer_that_goes_silent_is_dropped_by_keepalive(
     test_pki: Certificates, tmp_path: Path
 ) -> None:
-    options = {"keepalive_time": 0.3, "keepalive_timeout": 0.5}
-    async with running_server(test_pki, tmp_path, **options) as server:
+    async with running_server(
+        test_pki, tmp_path, keepalive_time=0.3, keepalive_timeout=0.5
+    ) as server:
         files = server.pki.clients["alice"]
         context = client_context(server.pki.ca, files.cert, files.key)
 

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import anyio
 import pytest
-from conftest import RunningServer, ServerProcess, running_server
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpclib.const import Cardinality, Status
 from grpclib.exceptions import GRPCError
@@ -15,12 +14,24 @@ from grpclib.health.v1.health_grpc import HealthStub
 from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
 from grpclib.reflection.v1.reflection_grpc import ServerReflectionStub
 from grpclib.reflection.v1.reflection_pb2 import ServerReflectionRequest
+from harness import RunningServer, ServerProcess, running_server
 from pki_fixtures import Certificates
 
 from gen import service_pb2 as wire
 from gen.jobs import v1 as pb
-from jobs._model import Chunk, Gap, IoRate, JobInfo, JobSpec, JobState, Limits, Namespace, Stream
-from jobs.service import _encode_log_item, encode_jobs
+from jobs import ManagerSettings
+from jobs._core.model import (
+    Chunk,
+    Gap,
+    IoRate,
+    JobInfo,
+    JobSpec,
+    JobState,
+    Limits,
+    Namespace,
+    Stream,
+)
+from jobs.server._service import encode_jobs, encode_log_item
 
 
 async def run_to_end(stub: pb.JobServiceStub, *command: str) -> tuple[pb.Job, bytes, bytes]:
@@ -233,9 +244,9 @@ def test_log_messages_are_the_bytes_protobuf_would_send() -> None:
             data=chunk.data,
             time=Timestamp(seconds=1_700_000_000, nanos=123_456_789),
         )
-        assert _encode_log_item(chunk) == expected.SerializeToString()
+        assert encode_log_item(chunk) == expected.SerializeToString()
     gap = wire.LogsResponse(offset=1_000, dropped=600)
-    assert _encode_log_item(Gap(400, 600)) == gap.SerializeToString()
+    assert encode_log_item(Gap(400, 600)) == gap.SerializeToString()
 
 
 class _Raw(pb.StatusRequest):
@@ -274,7 +285,7 @@ async def test_not_found_is_identical_for_foreign_unknown_and_malformed_ids(
 
 async def test_running_job_cap(test_pki: Certificates, tmp_path: Path) -> None:
     async with (
-        running_server(test_pki, tmp_path, max_running=2) as server,
+        running_server(test_pki, tmp_path, ManagerSettings(grace=2.0, max_running=2)) as server,
         server.stub() as stub,
     ):
         for _ in range(2):
@@ -284,7 +295,7 @@ async def test_running_job_cap(test_pki: Certificates, tmp_path: Path) -> None:
 
 async def test_log_stream_cap(test_pki: Certificates, tmp_path: Path) -> None:
     async with (
-        running_server(test_pki, tmp_path, max_streams=2) as server,
+        running_server(test_pki, tmp_path, ManagerSettings(grace=2.0, max_streams=2)) as server,
         server.stub() as stub,
     ):
         job = (await stub.run(pb.RunRequest(command=["sleep", "3600"]))).job
@@ -377,18 +388,9 @@ async def test_disconnecting_follower_frees_its_stream_at_once(server: RunningSe
                 assert final.state is pb.JobState.RUNNING
                 # The manager's count of alice's open streams drops back to zero.
                 await anyio.sleep(0.05)
-                if not _open_streams(server):
+                if not server.manager._streams["alice"]:
                     break
         await stub.stop(pb.StopRequest(job_id=job.id, grace_seconds=0))
-
-
-def _open_streams(server: RunningServer) -> int:
-    import gc
-
-    from jobs import JobManager
-
-    managers = [o for o in gc.get_objects() if isinstance(o, JobManager)]
-    return sum(m._streams["alice"] for m in managers if m.state_dir == server.config.state_dir)
 
 
 async def test_oversized_requests_leave_the_servers_memory_unchanged(

@@ -12,10 +12,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ._model import IoRate, JobInfo, JobSpec, JobState, Limits, Namespace
-from ._process import proc_stat
+from .model import IoRate, JobInfo, JobSpec, JobState, Limits, Namespace
 
-__all__ = ["RECORD", "load_record", "process_start_time", "save_record"]
+__all__ = ["RECORD", "load_record", "save_record"]
 
 RECORD = "job.json"
 VERSION = 1
@@ -91,9 +90,3 @@ def load_record(directory: Path) -> tuple[JobInfo, int | None]:
         lost_bytes=document["lost_bytes"],
     )
     return info, document["pid_start_time"]
-
-
-def process_start_time(pid: int) -> int | None:
-    """The start time of process ``pid`` (clock ticks since boot), None if it is gone."""
-    fields = proc_stat(pid)
-    return int(fields[19]) if fields is not None and len(fields) > 19 else None

@@ -17,37 +17,23 @@ from types import TracebackType
 import anyio
 import anyio.abc
 
-from ._cgroups import Driver, ProcessGroupDriver, detect
-from ._job import DEFAULT_GRACE, Job
-from ._model import JobInfo, JobSpec, JobState
-from ._output import LogReader
-from ._records import RECORD
-from .errors import (
+from ..errors import (
     InvalidArgument,
     JobNotFound,
     ShuttingDown,
     TooManyJobs,
     TooManyStreams,
 )
+from .containment import Containment, Leftover, detect
+from .job import Job
+from .model import JobInfo, JobSpec, JobState
+from .output import LogReader
+from .records import RECORD, load_record
+from .settings import ManagerSettings
 
-__all__ = [
-    "DEFAULT_HISTORY",
-    "DEFAULT_MAX_RUNNING",
-    "DEFAULT_MAX_STREAMS",
-    "DEFAULT_OUTPUT_CAP",
-    "JobManager",
-]
+__all__ = ["JobManager", "cgroup_scope"]
 
 log = logging.getLogger(__name__)
-
-DEFAULT_MAX_RUNNING = 64
-"""Running jobs one account may have at once."""
-DEFAULT_MAX_STREAMS = 256
-"""Open log readers one account may have at once."""
-DEFAULT_OUTPUT_CAP = 1 << 30
-"""Bytes of output kept per job; older output is dropped first."""
-DEFAULT_HISTORY = 1000
-"""Ended jobs kept (records and output); the oldest go first."""
 
 
 def cgroup_scope(state_dir: Path) -> str:
@@ -64,31 +50,22 @@ class JobManager:
     SIGKILL), so no task or process outlives the manager.
 
     Every lookup is scoped to an owner: another account's job is reported exactly
-    like an unknown one (``JobNotFound``). Jobs are contained by ``driver``
-    (default: the best this host offers, see ``jobs._cgroups.detect``); job
-    cgroups left by an earlier run are emptied and removed on entry.
+    like an unknown one (``JobNotFound``). ``settings`` holds the caps, the grace
+    and the history. Jobs are contained by ``containment`` (default: the best
+    this host offers, see ``containment.detect``); what an earlier run left of its
+    jobs is killed on entry.
     """
 
     def __init__(
         self,
         state_dir: Path,
+        settings: ManagerSettings | None = None,
         *,
-        max_running: int = DEFAULT_MAX_RUNNING,
-        max_streams: int = DEFAULT_MAX_STREAMS,
-        output_cap: int | None = DEFAULT_OUTPUT_CAP,
-        grace: float = DEFAULT_GRACE,
-        driver: Driver | None = None,
-        history: int | None = DEFAULT_HISTORY,
-        history_age: float | None = None,
+        containment: Containment | None = None,
     ) -> None:
         self.state_dir = state_dir
-        self.driver = driver
-        self.max_running = max_running
-        self.max_streams = max_streams
-        self.output_cap = output_cap
-        self.grace = grace
-        self.history = history
-        self.history_age = history_age
+        self.settings = settings or ManagerSettings()
+        self.containment = containment
         self._jobs: dict[str, Job] = {}
         self._ended: dict[str, Job] = {}
         """Ended jobs, oldest first: pruning takes from the front."""
@@ -104,12 +81,12 @@ class JobManager:
     async def __aenter__(self) -> JobManager:
         self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         (self.state_dir / "jobs").mkdir(mode=0o700, exist_ok=True)
-        if self.driver is None:
-            self.driver = detect(cgroup_scope(self.state_dir))
-        log.info("job containment: %s", self.driver.description)
-        if swept := self.driver.sweep():
-            log.warning("killed and removed %d job cgroups left from an earlier run", swept)
-        self._restore()
+        if self.containment is None:
+            self.containment = detect(cgroup_scope(self.state_dir))
+        log.info("job containment: %s", self.containment.description)
+        leftovers = self._restore(self.containment)
+        if swept := self.containment.sweep(leftovers):
+            log.warning("killed what was left of %d jobs of an earlier run", swept)
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
         return self
@@ -126,8 +103,8 @@ class JobManager:
         try:
             return await self._task_group.__aexit__(exc_type, exc, tb)
         finally:
-            if self.driver is not None:
-                self.driver.close()
+            if self.containment is not None:
+                self.containment.close()
 
     async def shutdown(self) -> None:
         """Refuse new jobs and stop every running one, each with the manager's grace."""
@@ -135,7 +112,9 @@ class JobManager:
         async with anyio.create_task_group() as tg:
             for job in list(self._jobs.values()):
                 if not job.state.is_final:
-                    tg.start_soon(functools.partial(job.stop, self.grace, reason=JobState.SHUTDOWN))
+                    tg.start_soon(
+                        functools.partial(job.stop, self.settings.grace, reason=JobState.SHUTDOWN)
+                    )
 
     async def start(self, spec: JobSpec, owner: str) -> JobInfo:
         """Start a job for ``owner`` and return once its main process runs.
@@ -145,19 +124,20 @@ class JobManager:
         ``LimitUnsupported`` for limits or isolation this host cannot enforce, and
         ``ShuttingDown`` once the manager is closing.
         """
-        if self._closing or self._task_group is None:
+        if self._closing or self._task_group is None or self.containment is None:
             raise ShuttingDown
-        if self._running[owner] >= self.max_running:
-            raise TooManyJobs(owner, self.max_running)
+        settings = self.settings
+        if self._running[owner] >= settings.max_running:
+            raise TooManyJobs(owner, settings.max_running)
         job_id = str(uuid.uuid4())
         job = Job(
             job_id,
             owner,
             spec,
             self.state_dir / "jobs" / job_id,
-            driver=self.driver or ProcessGroupDriver(),
-            grace=self.grace,
-            output_cap=self.output_cap,
+            containment=self.containment,
+            grace=settings.grace,
+            output_cap=settings.output_cap,
         )
         self._running[owner] += 1  # held while spawning, so concurrent starts respect the cap
         try:
@@ -217,8 +197,8 @@ class JobManager:
         Close it (or use it as an async context manager) to release it.
         """
         job = self.get(job_id, owner)
-        if self._streams[owner] >= self.max_streams:
-            raise TooManyStreams(owner, self.max_streams)
+        if self._streams[owner] >= self.settings.max_streams:
+            raise TooManyStreams(owner, self.settings.max_streams)
         reader = job.reader(offset, follow=follow)
         self._streams[owner] += 1
         reader.on_close(lambda: self._release_stream(owner))
@@ -234,10 +214,13 @@ class JobManager:
                 self._ended[job.id] = job
                 self._prune()
 
-    def _restore(self) -> None:
-        """Load the jobs of earlier runs; those cut off by a crash become LOST."""
-        assert self.driver is not None
-        lost = 0
+    def _restore(self, containment: Containment) -> tuple[Leftover, ...]:
+        """Load the jobs of earlier runs; those cut off by a crash become LOST.
+
+        Returns the main processes of the lost jobs, for the containment to sweep.
+        """
+        lost: list[Leftover] = []
+        lost_count = 0
         for directory in sorted((self.state_dir / "jobs").iterdir()):
             if not (directory / RECORD).exists():
                 # Created, but the process never started (or the record never made
@@ -245,20 +228,25 @@ class JobManager:
                 shutil.rmtree(directory, ignore_errors=True)
                 continue
             try:
-                job = Job.restore(directory, self.driver)
+                info, start_time = load_record(directory)
+                job = Job.restore(directory, info, containment)
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 log.error(  # noqa: TRY400 (expected, no traceback)
                     "cannot read the record in %s, leaving it alone: %s", directory, exc
                 )
                 continue
-            lost += job.state is JobState.LOST
+            if not info.state.is_final:
+                lost_count += 1
+                if info.pid and start_time:
+                    lost.append(Leftover(info.pid, start_time))
             self._jobs[job.id] = job
         if self._jobs:
-            log.info("restored %d jobs (%d lost in a crash)", len(self._jobs), lost)
+            log.info("restored %d jobs (%d lost in a crash)", len(self._jobs), lost_count)
         ended = (job for job in self._jobs.values() if job.state.is_final)
         for job in sorted(ended, key=lambda job: job.ended_at or 0.0):
             self._ended[job.id] = job
         self._prune()
+        return tuple(lost)
 
     def _prune(self) -> None:
         """Forget the oldest ended jobs beyond the history caps, with their output.
@@ -266,10 +254,11 @@ class JobManager:
         Runs each time a job ends: it looks at the oldest ones only, so its cost
         does not grow with the history.
         """
-        horizon = None if self.history_age is None else time.time() - self.history_age
+        history, age = self.settings.history, self.settings.history_age
+        horizon = None if age is None else time.time() - age
         while self._ended:
             oldest = next(iter(self._ended.values()))
-            too_many = self.history is not None and len(self._ended) > self.history
+            too_many = history is not None and len(self._ended) > history
             too_old = horizon is not None and (oldest.ended_at or 0.0) < horizon
             # A job that ended before start() registered it waits for the next round.
             if not (too_many or too_old) or oldest.id not in self._jobs:

@@ -32,8 +32,8 @@ from types import TracebackType
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._model import Chunk, Gap, Stream
-from .errors import OffsetOutOfRange
+from ..errors import OffsetOutOfRange
+from .model import Chunk, Gap, Stream
 
 __all__ = ["LogReader", "OutputLog"]
 
@@ -331,6 +331,7 @@ class LogReader:
         return self
 
     async def __anext__(self) -> Chunk | Gap:
+        """The next piece; raises ``anyio.ClosedResourceError`` once the reader is closed."""
         while True:
             item = self.read_available()
             if item is not None:
@@ -339,13 +340,13 @@ class LogReader:
                 raise StopAsyncIteration
             try:
                 await self._woken.receive()
-            except (anyio.EndOfStream, anyio.ClosedResourceError):
+            except anyio.EndOfStream:
                 continue  # the log was closed: hand out what is left, then stop
-            except anyio.BrokenResourceError:
-                continue
 
     def read_available(self) -> Chunk | Gap | None:
         """The next piece already on disk, or ``None`` when caught up."""
+        if not self._open:
+            raise anyio.ClosedResourceError
         log = self._log
         if self._segment is not None and self._segment.dropped:
             self._close_segment()

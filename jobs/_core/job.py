@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import signal
@@ -14,19 +13,18 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 
-from . import _namespaces as namespaces
-from ._cgroups import Driver, JobCgroup
-from ._model import JobInfo, JobSpec, JobState, Namespace, Stream
-from ._output import LogReader, OutputLog
-from ._process import ExitStatus, Process, clean_environment, explain_exec_error, spawn
-from ._records import load_record, process_start_time, save_record
+from . import namespaces
+from .containment import Container, Containment
+from .model import JobInfo, JobSpec, JobState, Namespace, Stream
+from .output import LogReader, OutputLog
+from .process import ExitStatus, Process, clean_environment, process_start_time, spawn
+from .records import save_record
+from .settings import DEFAULT_GRACE
 
-__all__ = ["DEFAULT_GRACE", "Job"]
+__all__ = ["Job"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_GRACE = 10.0
-"""Seconds between SIGTERM and SIGKILL when a job is stopped."""
 DRAIN_AFTER_EXIT = 2.0
 """How long output may still arrive once the main process exited and its tree was
 killed. Only a process that escaped the tree could hold a pipe open longer; it
@@ -44,7 +42,7 @@ class Job:
         spec: JobSpec,
         directory: Path,
         *,
-        driver: Driver,
+        containment: Containment,
         grace: float = DEFAULT_GRACE,
         output_cap: int | None = None,
         log: OutputLog | None = None,
@@ -55,9 +53,9 @@ class Job:
         self.directory = directory
         directory.mkdir(mode=0o700, exist_ok=True)
         self._log = log or OutputLog(directory / "output", cap=output_cap)
-        self._driver = driver
+        self._containment = containment
         self._grace = grace
-        self._cgroup: JobCgroup | None = None
+        self._container: Container | None = None
         self._process: Process | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
         self._state = JobState.RUNNING
@@ -71,17 +69,16 @@ class Job:
         self._ended = anyio.Event()
 
     @classmethod
-    def restore(cls, directory: Path, driver: Driver) -> Job:
-        """A job found on disk. One recorded as running was cut off by a crash: it
-        is marked LOST, and its main process, if it still runs, is killed with its
-        group (its cgroup was swept already)."""
-        info, start_time = load_record(directory)
+    def restore(cls, directory: Path, info: JobInfo, containment: Containment) -> Job:
+        """A job found on disk, as its record ``info`` says. One recorded as running
+        was cut off by a crash: it is marked LOST (what is left of its processes
+        is the containment's to sweep)."""
         job = cls(
             info.id,
             info.owner,
             info.spec,
             directory,
-            driver=driver,
+            containment=containment,
             log=OutputLog.reopen(directory / "output", lost=info.lost_bytes),
         )
         job._pid = info.pid
@@ -92,9 +89,6 @@ class Job:
         if not info.state.is_final:
             job._state = JobState.LOST
             job._ended_at = time.time()
-            if info.pid and start_time and process_start_time(info.pid) == start_time:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(info.pid, signal.SIGKILL)
             save_record(directory, job.info(), None)
         job._ended.set()
         return job
@@ -115,44 +109,20 @@ class Job:
         """When the job ended (seconds since the epoch), or None while it runs."""
         return self._ended_at
 
-    async def _spawn(self, cgroup: JobCgroup | None) -> Process:
-        """Start the main process in the job's cgroup and namespaces.
-
-        In a PID namespace the main process is the minimal init; the command's
-        exec is confirmed (or its errno reported) through a close-on-exec pipe, so
-        that a command that cannot run is still an error of the call.
-        """
+    async def _spawn(self, container: Container) -> Process:
+        """Start the main process in the job's container and namespaces."""
         spec = self.spec
-        env = clean_environment(spec.env)
-        steps = [cgroup.preexec()] if cgroup is not None else []
+        steps = [container.preexec()]
         if spec.isolation:
             steps.append(namespaces.preexec(spec.isolation))
-        if Namespace.PID not in spec.isolation:
-            try:
-                return await spawn(spec.argv, env, spec.cwd, preexec=_chain(steps))
-            finally:
-                if cgroup is not None:
-                    cgroup.attached()
-        errors_r, errors_w = os.pipe()
-        try:
-            argv = namespaces.init_argv(spec.argv, errors_w, mount_proc=True)
-            try:
-                process = await spawn(
-                    argv, env, spec.cwd, preexec=_chain(steps), pass_fds=(errors_w,)
-                )
-            finally:
-                os.close(errors_w)
-                if cgroup is not None:
-                    cgroup.attached()
-            failed = await namespaces.read_exec_error(errors_r)
-        finally:
-            os.close(errors_r)
-        if failed is not None:
-            process.signal_group(signal.SIGKILL)
-            process.reap()
-            process.close_pipes()
-            raise explain_exec_error(OSError(failed, os.strerror(failed)), spec.argv, env, spec.cwd)
-        return process
+        start = namespaces.spawn_with_init if Namespace.PID in spec.isolation else spawn
+        return await start(
+            spec.argv,
+            clean_environment(spec.env),
+            spec.cwd,
+            preexec=_chain(steps),
+            spawned=container.spawned,
+        )
 
     def _record(self, start_time: int | None) -> None:
         try:
@@ -162,11 +132,8 @@ class Job:
 
     def _signal(self, sig: int) -> None:
         """Send ``sig`` to every process of the job."""
-        assert self._process is not None
-        if self._cgroup is not None:
-            self._cgroup.signal(sig)
-        else:
-            self._process.signal_group(sig)
+        assert self._container is not None
+        self._container.signal(sig)
 
     def info(self) -> JobInfo:
         """A snapshot of the job's facts (the same object, once the job has ended)."""
@@ -203,31 +170,32 @@ class Job:
         Errors of the spawn (``CannotExecute``, ``InvalidArgument``) reach the
         caller of ``TaskGroup.start``; nothing is left running after them.
         """
+        container: Container | None = None
         try:
-            self._cgroup = self._driver.create(self.id, self.spec.limits, self.spec.cwd)
-            self._process = await self._spawn(self._cgroup)
+            container = self._containment.create(self.id, self.spec.limits, self.spec.cwd)
+            self._process = await self._spawn(container)
         except BaseException:
             self._log.close()
-            if self._cgroup is not None:
-                self._cgroup.close()
+            if container is not None:
+                container.close()
             raise
+        self._container = container
         self._pid = self._process.pid
         self._started_at = time.time()
         self._record(process_start_time(self._pid))
-        log.info("started %r: %s", self, self.spec.argv)
+        log.info("started %r", self)
         try:
             # Shielded: a job ends by stop(), timeout or its own exit, never because
             # whoever started it was cancelled. Its manager stops it on the way out.
             with anyio.CancelScope(shield=True):
-                await self._supervise(self._process, task_status)
+                await self._supervise(self._process, container, task_status)
         finally:
             # Only reached early by cancellation: nothing of the job may outlive us.
             if not self._process.reaped:
-                self._signal(signal.SIGKILL)
+                container.signal(signal.SIGKILL)
                 self._status = self._process.reap()
-            if self._cgroup is not None:
-                self._oom = self._cgroup.oom_killed()
-                self._cgroup.close()
+            self._oom = container.oom_killed()
+            container.close()
             self._finish()
 
     async def stop(
@@ -259,7 +227,9 @@ class Job:
         await self._ended.wait()
         return self.info()
 
-    async def _supervise(self, process: Process, task_status: anyio.abc.TaskStatus[None]) -> None:
+    async def _supervise(
+        self, process: Process, container: Container, task_status: anyio.abc.TaskStatus[None]
+    ) -> None:
         try:
             async with anyio.create_task_group() as tg:
                 self._task_group = tg
@@ -271,16 +241,13 @@ class Job:
                 task_status.started()
                 await process.wait_exit()
                 # As systemd's KillMode=control-group: the tree goes with its main process.
-                self._signal(signal.SIGKILL)
+                container.signal(signal.SIGKILL)
                 self._status = process.reap()
                 with anyio.move_on_after(DRAIN_AFTER_EXIT):
                     await pumps_done.wait()
                 if not pumps_done.done:
                     log.warning("%r: a process outside the job's tree holds its output open", self)
-                if self._cgroup is not None:
-                    await self._cgroup.wait_empty()
-                elif not await process.wait_group_gone():
-                    log.warning("%r: a process of the job's group does not die", self)
+                await container.wait_empty()
                 tg.cancel_scope.cancel()
         finally:
             self._task_group = None  # stop() from now on just waits for the end
@@ -333,13 +300,14 @@ class Job:
         log.info("ended %r: %s", self, status)
 
 
-def _chain(steps: list[Callable[[], None]]) -> Callable[[], None] | None:
+def _chain(steps: list[Callable[[], None] | None]) -> Callable[[], None] | None:
     """One preexec function running ``steps`` in order (None when there are none)."""
-    if not steps:
-        return None
+    present = [step for step in steps if step is not None]
+    if len(present) <= 1:
+        return present[0] if present else None
 
     def run_all() -> None:
-        for step in steps:
+        for step in present:
             step()
 
     return run_all

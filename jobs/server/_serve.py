@@ -1,11 +1,11 @@
-"""The jobs server: the job service, health and reflection on grpclib, behind mutual TLS."""
+"""The server: the job service, health and reflection on grpclib, behind mutual TLS."""
 
 from __future__ import annotations
 
 import logging
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
@@ -15,22 +15,16 @@ from grpclib.health.service import Health
 from grpclib.reflection.service import ServerReflection
 from grpclib.server import Server
 
-from . import _grpclib
-from ._auth import DEFAULT_ROLE_OID, Role
-from ._codec import Codec
-from ._guard import Guard, Policy
-from ._job import DEFAULT_GRACE
-from ._manager import (
-    DEFAULT_HISTORY,
-    DEFAULT_MAX_RUNNING,
-    DEFAULT_MAX_STREAMS,
-    DEFAULT_OUTPUT_CAP,
-    JobManager,
-)
-from ._tls import server_context
-from .service import JobService
+from pki import DEFAULT_ROLE_OID, Role
 
-__all__ = ["DEFAULT_ADDRESS", "ServerConfig", "serve"]
+from .. import JobManager, ManagerSettings
+from .._tls import server_context
+from . import _grpclib
+from ._guard import Guard, Policy
+from ._service import JobService
+from ._wire import Codec
+
+__all__ = ["DEFAULT_ADDRESS", "ServerConfig", "Serving", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -71,17 +65,22 @@ class ServerConfig:
     host: str = DEFAULT_ADDRESS[0]
     port: int = DEFAULT_ADDRESS[1]
     role_oid: str = DEFAULT_ROLE_OID
-    max_running: int = DEFAULT_MAX_RUNNING
-    max_streams: int = DEFAULT_MAX_STREAMS
-    output_cap: int | None = DEFAULT_OUTPUT_CAP
-    grace: float = DEFAULT_GRACE
-    history: int | None = DEFAULT_HISTORY
-    history_age: float | None = None
+    manager: ManagerSettings = field(default_factory=ManagerSettings)
+    """Caps, grace and history of the job manager."""
     max_run_request: int = MAX_RUN_REQUEST
     max_request: int = MAX_REQUEST
     handshake_timeout: float = HANDSHAKE_TIMEOUT
     keepalive_time: float = KEEPALIVE_TIME
     keepalive_timeout: float = KEEPALIVE_TIMEOUT
+
+
+@dataclass(frozen=True, slots=True)
+class Serving:
+    """What ``serve`` reports once it listens: the address it bound, and its manager."""
+
+    host: str
+    port: int
+    manager: JobManager
 
 
 def policies(config: ServerConfig) -> tuple[dict[str, Policy], Policy]:
@@ -107,9 +106,10 @@ async def serve(
     config: ServerConfig,
     *,
     setup: Callable[[Server], None] | None = None,
-    task_status: anyio.abc.TaskStatus[tuple[str, int]] = anyio.TASK_STATUS_IGNORED,
+    task_status: anyio.abc.TaskStatus[Serving] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve until cancelled; report the address actually bound through ``task_status``.
+    """Serve until cancelled; report a ``Serving`` (the address actually bound, the
+    job manager) through ``task_status`` once listening.
 
     ``setup`` is called with the grpclib server before it starts, to add event
     listeners (metrics, tests). Leaving stops the listener, then every running job
@@ -117,15 +117,7 @@ async def serve(
     """
     context = server_context(config.cert, config.key, config.ca)
     sock = _bind(config.host, config.port)
-    async with JobManager(
-        config.state_dir,
-        max_running=config.max_running,
-        max_streams=config.max_streams,
-        output_cap=config.output_cap,
-        grace=config.grace,
-        history=config.history,
-        history_age=config.history_age,
-    ) as manager:
+    async with JobManager(config.state_dir, config.manager) as manager:
         jobs = JobService(manager)
         guard = Guard(*policies(config), config.role_oid)
         # Built here, inside the running loop: grpclib binds to the loop it is created in.
@@ -145,7 +137,7 @@ async def serve(
         host, port = sock.getsockname()[:2]
         log.info("listening on %s:%d (state in %s)", host, port, config.state_dir)
         try:
-            task_status.started((host, port))
+            task_status.started(Serving(host, port, manager))
             await anyio.sleep_forever()
         finally:
             with anyio.CancelScope(shield=True):

@@ -8,7 +8,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .errors import InvalidArgument
+from ..errors import InvalidArgument
 
 __all__ = [
     "Chunk",
@@ -151,6 +151,15 @@ class JobSpec:
                 f"timeout must be a positive number of seconds, not {self.timeout}"
             )
         _check_exec_size(self.argv, self.env)
+
+    def __repr__(self) -> str:
+        # Environment values may be secrets: only their names are shown.
+        names = [name for name, _ in self.env]
+        return (
+            f"JobSpec(argv={self.argv!r}, env_names={names!r}, cwd={self.cwd!r}, "
+            f"timeout={self.timeout!r}, limits={self.limits!r}, "
+            f"isolation={sorted(ns.value for ns in self.isolation)!r})"
+        )
 
 
 # The kernel refuses any single argument or "NAME=value" longer than 32 pages.

@@ -22,9 +22,9 @@ from grpclib.exceptions import GRPCError
 from grpclib.protocol import Peer
 from grpclib.server import Stream
 
-from . import _grpclib
-from ._auth import Principal, Role, Unauthenticated, principal_from_der
-from .errors import (
+from pki import Role
+
+from ..errors import (
     CannotExecute,
     InvalidArgument,
     JobNotFound,
@@ -35,6 +35,8 @@ from .errors import (
     TooManyJobs,
     TooManyStreams,
 )
+from . import _grpclib
+from ._auth import Principal, Unauthenticated, principal_from_der
 
 __all__ = ["STATUS", "Guard", "Policy", "current_principal", "grpc_error"]
 

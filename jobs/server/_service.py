@@ -1,13 +1,8 @@
-"""The gRPC servicer: translates between the wire messages and the job core.
+"""The gRPC servicer: translates between the wire messages and the job core, nothing more.
 
-Requests are decoded and responses encoded by protobuf's C implementation
-(``gen/service_pb2``, generated from the same service.proto as the betterproto
-stubs that clients use): betterproto took about a third of the server's time per
-unary call. A job's encoding is cached, and every response that carries jobs is
-built from those cached bytes.
-
-Errors are not handled here: the core raises its own, and the guard maps them to
-statuses in one table (``jobs._guard.STATUS``).
+Messages are protobuf's C ones (``gen/service_pb2``); byte-level assembly lives in
+``_wire``. Errors are not handled here: the core raises its own, and the guard
+maps them to statuses in one table (``_guard.STATUS``).
 """
 
 from __future__ import annotations
@@ -23,13 +18,24 @@ from grpclib.const import Cardinality, Handler
 # Also registers service.proto's descriptors, which server reflection serves.
 from gen import service_pb2 as wire
 
-from ._codec import Encoded
+from .. import JobManager
+from .._core.model import (
+    Chunk,
+    Gap,
+    IoRate,
+    JobInfo,
+    JobSpec,
+    JobState,
+    Limits,
+    Namespace,
+    Stream,
+)
+from ..errors import InvalidArgument
+from . import _wire
 from ._guard import current_principal
-from ._manager import JobManager
-from ._model import Chunk, Gap, IoRate, JobInfo, JobSpec, JobState, Limits, Namespace, Stream
-from .errors import InvalidArgument
+from ._wire import Encoded
 
-__all__ = ["SERVICE", "JobService", "encode_jobs", "spec_from_request"]
+__all__ = ["SERVICE", "JobService", "encode_jobs", "encode_log_item", "spec_from_request"]
 
 SERVICE = "jobs.v1.JobService"
 
@@ -38,7 +44,6 @@ _NAMESPACE_NAMES = {ns: f"NAMESPACE_{ns.name}" for ns in Namespace}
 """Wire names, in the order of their numbers."""
 _NAMESPACES = {wire.Namespace.Value(name): ns for ns, name in _NAMESPACE_NAMES.items()}
 _WIRE_STREAMS = {Stream.STDOUT: wire.STREAM_STDOUT, Stream.STDERR: wire.STREAM_STDERR}
-_DATA_TAG = b"\x1a"  # LogsResponse.data: field 3, length-delimited
 
 Request = TypeVar("Request", bound=Message)
 
@@ -98,7 +103,7 @@ class JobService:
         # Leaving closes the reader at once when the client goes away.
         async with reader:
             async for item in reader:
-                message = Encoded(_encode_log_item(item))
+                message = Encoded(encode_log_item(item))
                 del item  # not held while the message waits for the client's window
                 await stream.send_message(message)
 
@@ -127,20 +132,9 @@ def encode_jobs(infos: Iterable[JobInfo]) -> bytes:
 
 @functools.lru_cache(maxsize=4096)
 def _job_field(info: JobInfo) -> bytes:
-    # Field 1, length-delimited (tag 0x0A), holding the encoded Job. An ended
-    # job's facts never change, so its bytes are served from this cache; a
-    # running job's output_bytes moves and it is encoded again.
-    job = _job(info).SerializeToString()
-    return b"\x0a" + _varint(len(job)) + job
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
+    # An ended job's facts never change, so its bytes are served from this
+    # cache; a running job's output_bytes moves and it is encoded again.
+    return _wire.job_field(_job(info).SerializeToString())
 
 
 def _job(info: JobInfo) -> wire.Job:
@@ -181,34 +175,11 @@ def _timestamp(seconds: float) -> Timestamp:
     return Timestamp(seconds=int(whole), nanos=int(fraction * 1e9))
 
 
-def _encode_log_item(item: Chunk | Gap) -> bytes:
-    """A ``LogsResponse`` in wire format.
-
-    The small fields are encoded by protobuf's C implementation; the data field is
-    written around them by hand, so its bytes are copied once (building a message
-    with them and serializing it copied them twice, a quarter of a live stream's
-    server time). Concatenated encodings of one message type are that message
-    with all their fields (the protobuf encoding's merge rule), in field order.
-    """
+def encode_log_item(item: Chunk | Gap) -> bytes:
+    """A ``LogsResponse`` in wire format for a piece of output or a gap."""
     if isinstance(item, Gap):
-        return wire.LogsResponse(
-            offset=item.offset + item.size, dropped=item.size
-        ).SerializeToString()
-    seconds, nanos = divmod(item.time_ns, 1_000_000_000)
-    head = wire.LogsResponse(offset=item.offset, stream=_WIRE_STREAMS[item.stream])
-    tail = wire.LogsResponse(time=Timestamp(seconds=seconds, nanos=nanos))
-    data = item.data
-    if not data:  # proto3 leaves an empty field out
-        return head.SerializeToString() + tail.SerializeToString()
-    return b"".join(
-        (
-            head.SerializeToString(),
-            _DATA_TAG,
-            _varint(len(data)),
-            data,
-            tail.SerializeToString(),
-        )
-    )
+        return _wire.gap_message(item.offset, item.size)
+    return _wire.log_message(item.offset, _WIRE_STREAMS[item.stream], item.time_ns, item.data)
 
 
 def spec_from_request(request: wire.RunRequest) -> JobSpec:

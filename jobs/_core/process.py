@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import anyio
 
-from .errors import CannotExecute, InvalidArgument, LimitUnsupported
+from ..errors import CannotExecute, InvalidArgument, LimitUnsupported
 
 __all__ = [
     "ExitStatus",
@@ -30,6 +30,7 @@ __all__ = [
     "clean_environment",
     "explain_exec_error",
     "proc_stat",
+    "process_start_time",
     "spawn",
 ]
 
@@ -166,6 +167,12 @@ def proc_stat(pid: int) -> list[bytes] | None:
         return None
 
 
+def process_start_time(pid: int) -> int | None:
+    """The start time of process ``pid`` (clock ticks since boot), None if it is gone."""
+    fields = proc_stat(pid)
+    return int(fields[19]) if fields is not None and len(fields) > 19 else None
+
+
 def _exit_status(result: os.waitid_result) -> ExitStatus:
     if result.si_code == os.CLD_EXITED:
         return ExitStatus(code=result.si_status)
@@ -179,11 +186,14 @@ async def spawn(
     *,
     preexec: Callable[[], None] | None = None,
     pass_fds: Sequence[int] = (),
+    spawned: Callable[[Process | None], None] | None = None,
 ) -> Process:
     """Start ``argv`` (never through a shell) and return once it runs.
 
     ``preexec`` runs in the child before exec; without it the fast vfork path is
-    used. The blocking part runs in a worker thread so the event loop never stalls.
+    used. ``spawned`` is told, right after the fork, the process (or None when
+    it could not be started), so the job's container can release what its
+    preexec held. The blocking part runs in a worker thread so the event loop never stalls.
     Raises ``CannotExecute`` naming the cause when the command or the working
     directory cannot be used, ``InvalidArgument`` when the kernel refuses the size
     of argv and environment.
@@ -214,7 +224,12 @@ async def spawn(
                 pass_fds=pass_fds,
             )
 
-        popen = await anyio.to_thread.run_sync(start)
+        try:
+            popen = await anyio.to_thread.run_sync(start)
+        except BaseException:
+            if spawned is not None:
+                spawned(None)
+            raise
     except OSError as exc:
         os.close(out_r)
         os.close(err_r)
@@ -230,7 +245,10 @@ async def spawn(
     finally:
         os.close(out_w)
         os.close(err_w)
-    return Process(popen, out_r, err_r)
+    process = Process(popen, out_r, err_r)
+    if spawned is not None:
+        spawned(process)
+    return process
 
 
 def _check_cwd(cwd: str) -> None:

@@ -4,8 +4,9 @@ The server's child unshares before exec: the mount namespace (there is always
 one) is made private so nothing mounted in it propagates back; in a new network
 namespace the loopback interface is brought up (it is the only one there) and a
 fresh /sys is mounted, so that /sys/class/net shows it alone. A new PID
-namespace applies to the child's children, so the child execs ``_init.py``,
-whose first child is PID 1 of the namespace and whose grandchild is the command.
+namespace applies to the child's children, so the child execs the minimal init
+(``pid1.py``), whose first child is PID 1 of the namespace and whose grandchild
+is the command; ``spawn_with_init`` runs that protocol.
 """
 
 from __future__ import annotations
@@ -13,19 +14,21 @@ from __future__ import annotations
 import ctypes
 import fcntl
 import os
+import signal
 import socket
 import struct
 import sys
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 
 import anyio
 
-from ._model import Namespace
+from .model import Namespace
+from .process import Process, explain_exec_error, spawn
 
-__all__ = ["INIT", "init_argv", "preexec", "read_exec_error"]
+__all__ = ["INIT", "preexec", "spawn_with_init"]
 
-INIT = Path(__file__).with_name("_init.py")
+INIT = Path(__file__).with_name("pid1.py")
 
 _CLONE_NEWNS = 0x00020000
 _CLONE_NEWNET = 0x40000000
@@ -77,7 +80,7 @@ def _loopback_up() -> None:
         fcntl.ioctl(sock, _SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | _IFF_UP))
 
 
-def init_argv(argv: Sequence[str], errfd: int, *, mount_proc: bool) -> list[str]:
+def _init_argv(argv: Sequence[str], errfd: int, *, mount_proc: bool) -> list[str]:
     """The command line that runs ``argv`` under the minimal init."""
     return [
         sys.executable,
@@ -92,7 +95,7 @@ def init_argv(argv: Sequence[str], errfd: int, *, mount_proc: bool) -> list[str]
     ]
 
 
-async def read_exec_error(fd: int) -> int | None:
+async def _read_exec_error(fd: int) -> int | None:
     """The errno the command's exec failed with, or None once it has exec'd (EOF)."""
     os.set_blocking(fd, False)
     data = b""
@@ -105,3 +108,42 @@ async def read_exec_error(fd: int) -> int | None:
         if not piece:
             return int(data) if data else None
         data += piece
+
+
+async def spawn_with_init(
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    cwd: str | None,
+    *,
+    preexec: Callable[[], None] | None,
+    spawned: Callable[[Process | None], None],
+) -> Process:
+    """Start ``argv`` under the minimal init, in the new PID namespace ``preexec`` enters.
+
+    The command's exec is confirmed (or its errno reported) through a
+    close-on-exec pipe, so a command that cannot run is still an error of the
+    call (``CannotExecute``), with nothing left running.
+    """
+    errors_r, errors_w = os.pipe()
+    try:
+        try:
+            process = await spawn(
+                _init_argv(argv, errors_w, mount_proc=True),
+                env,
+                cwd,
+                preexec=preexec,
+                pass_fds=(errors_w,),
+                spawned=spawned,
+            )
+        finally:
+            os.close(errors_w)
+        failed = await _read_exec_error(errors_r)
+    finally:
+        os.close(errors_r)
+    if failed is not None:
+        process.signal_group(signal.SIGKILL)
+        process.reap()
+        process.close_pipes()
+        error = explain_exec_error(OSError(failed, os.strerror(failed)), argv, env, cwd)
+        raise error
+    return process

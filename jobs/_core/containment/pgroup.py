@@ -1,0 +1,77 @@
+"""The fallback without writable cgroups: a job is its process group."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from ...errors import LimitUnsupported
+from ..model import Limits
+from ..process import Process, process_start_time
+
+if TYPE_CHECKING:
+    from . import Leftover
+
+__all__ = ["ProcessGroup"]
+
+log = logging.getLogger(__name__)
+
+
+class _Group:
+    """One job's process group; the main process leads it (``start_new_session``)."""
+
+    def __init__(self) -> None:
+        self._process: Process | None = None
+
+    def preexec(self) -> Callable[[], None] | None:
+        return None  # the spawn's new session is the whole container
+
+    def spawned(self, process: Process | None) -> None:
+        self._process = process
+
+    def signal(self, sig: int) -> None:
+        # Through the main process, which refuses once it is reaped: the group id
+        # is its pid, which could be reused after that.
+        if self._process is not None:
+            self._process.signal_group(sig)
+
+    async def wait_empty(self) -> None:
+        if self._process is not None and not await self._process.wait_group_gone():
+            log.warning("a process of job group %d does not die", self._process.pid)
+
+    def oom_killed(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self._process = None
+
+
+class ProcessGroup:
+    """No cgroups: jobs are contained by their process group only."""
+
+    description = (
+        "no writable cgroups: jobs are contained by their process group only (setsid escapes it)"
+    )
+
+    def create(self, job_id: str, limits: Limits, cwd: str | None) -> _Group:
+        if not limits.empty:
+            raise LimitUnsupported("resource limits", "this host offers no writable cgroups")
+        return _Group()
+
+    def sweep(self, leftovers: Sequence[Leftover]) -> int:
+        """Kill the group of each leftover main process that is provably the same process."""
+        killed = 0
+        for leftover in leftovers:
+            if process_start_time(leftover.pid) != leftover.start_time:
+                continue  # gone, or its pid now belongs to someone else
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(leftover.pid, signal.SIGKILL)
+                killed += 1
+        return killed
+
+    def close(self) -> None:
+        pass

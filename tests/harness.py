@@ -1,0 +1,239 @@
+"""The test harness: the host's capabilities, a real server in-process and as a
+process, and helpers to read a job's output. Fixtures that use these live in
+conftest.py; tests import from here."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import re
+import signal
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.abc
+import pytest
+from grpclib.client import Channel
+from grpclib.const import Status
+from grpclib.events import SendTrailingMetadata, listen
+from grpclib.exceptions import StreamTerminatedError
+from grpclib.server import Server
+from pki_fixtures import Certificates
+
+from gen.jobs.v1 import JobServiceStub
+from jobs import Chunk, JobManager, ManagerSettings, Stream
+from jobs._core.containment import CGROUP_ROOT, CgroupV1
+from jobs.client import open_channel
+from jobs.server import ServerConfig, Serving, serve
+
+# -- what this host can do: decided here, once -------------------------------------
+
+ROOT = os.geteuid() == 0
+CGROUP_V1 = CgroupV1.available()
+UNIFIED = CGROUP_ROOT / "unified"
+CGROUP_V2_HYBRID = (UNIFIED / "cgroup.controllers").exists() and os.access(UNIFIED, os.W_OK)
+NAMESPACES = ROOT and Path("/proc/self/ns/pid").exists()
+
+needs_root = pytest.mark.skipif(not ROOT, reason="needs root")
+needs_v1 = pytest.mark.skipif(not CGROUP_V1, reason="needs writable cgroup v1 controllers (root)")
+needs_v2 = pytest.mark.skipif(
+    not CGROUP_V2_HYBRID, reason="needs a writable cgroup2 at /sys/fs/cgroup/unified"
+)
+needs_cgroups = pytest.mark.skipif(
+    not (CGROUP_V1 or CGROUP_V2_HYBRID), reason="needs writable cgroups (root)"
+)
+needs_namespaces = pytest.mark.skipif(
+    not NAMESPACES, reason="needs root to create PID, mount and network namespaces"
+)
+
+
+# -- a real server -------------------------------------------------------------------
+
+
+@dataclass
+class RunningServer:
+    """A real server on an ephemeral port, and how to reach it."""
+
+    host: str
+    port: int
+    config: ServerConfig
+    pki: Certificates
+    statuses: list[tuple[str, Status]]
+    manager: JobManager
+
+    def channel(self, client: str = "alice", *, ca: Path | None = None) -> Channel:
+        files = self.pki.clients[client]
+        return open_channel(
+            self.host, self.port, ca=ca or self.pki.ca, cert=files.cert, key=files.key
+        )
+
+    @contextlib.asynccontextmanager
+    async def stub(self, client: str = "alice") -> AsyncIterator[JobServiceStub]:
+        channel = self.channel(client)
+        try:
+            yield JobServiceStub(channel)
+        finally:
+            channel.close()
+
+
+@contextlib.asynccontextmanager
+async def running_server(
+    test_pki: Certificates,
+    state_dir: Path,
+    settings: ManagerSettings | None = None,
+    **options: Any,
+) -> AsyncIterator[RunningServer]:
+    """Serve on 127.0.0.1 port 0 for the duration of the block (``options`` go to
+    ``ServerConfig``; the manager's grace is 2 s unless ``settings`` say otherwise).
+
+    Every call's final status is recorded; leaving fails if any ended UNKNOWN.
+    """
+    config = ServerConfig(
+        cert=test_pki.server.cert,
+        key=test_pki.server.key,
+        ca=test_pki.ca,
+        state_dir=state_dir,
+        port=0,
+        manager=settings or ManagerSettings(grace=2.0),
+        **options,
+    )
+    statuses: list[tuple[str, Status]] = []
+
+    def record(server: Server) -> None:
+        async def on_trailers(event: SendTrailingMetadata) -> None:
+            # A call the client itself reset never receives its trailers: grpclib
+            # still dispatches them (as UNKNOWN), but nobody can see that status.
+            if not isinstance(sys.exception(), StreamTerminatedError):
+                statuses.append((event.status_message or "", event.status))
+
+        listen(server, SendTrailingMetadata, on_trailers)
+
+    async with anyio.create_task_group() as tg:
+        serving: Serving = await tg.start(functools.partial(serve, config, setup=record))
+        try:
+            yield RunningServer(
+                serving.host, serving.port, config, test_pki, statuses, serving.manager
+            )
+        finally:
+            tg.cancel_scope.cancel()
+    unknown = [message for message, status in statuses if status is Status.UNKNOWN]
+    assert not unknown, f"calls ended UNKNOWN: {unknown}"
+
+
+JOBS = str(Path(sys.executable).with_name("jobs"))
+
+
+class ServerProcess:
+    """`jobs serve` on an ephemeral port with the test PKI and a given state directory."""
+
+    def __init__(self, pki: Certificates, state: Path, *options: str) -> None:
+        self.pki = pki
+        self.state = state
+        self.options = options
+        self.process: anyio.abc.Process | None = None
+        self.port = 0
+        self.log = b""
+
+    async def start(self) -> None:
+        command = [
+            JOBS,
+            "serve",
+            "--listen=127.0.0.1:0",
+            f"--ca={self.pki.ca}",
+            f"--cert={self.pki.server.cert}",
+            f"--key={self.pki.server.key}",
+            f"--state-dir={self.state}",
+            *self.options,
+        ]
+        self.process = await anyio.open_process(command)
+        assert self.process.stderr is not None
+        self.log = b""
+        with anyio.fail_after(20):
+            while not (found := re.search(rb"listening on 127.0.0.1:(\d+)", self.log)):
+                try:
+                    self.log += await self.process.stderr.receive()
+                except anyio.EndOfStream:
+                    pytest.fail(f"jobs serve ended early:\n{self.log.decode()}")
+        self.port = int(found[1])
+
+    async def stop(self, sig: int = signal.SIGTERM) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.Signals(sig))
+        with anyio.fail_after(20):
+            code = await self.process.wait()
+        await self.process.aclose()
+        self.process = None
+        return code
+
+    def rss(self) -> int:
+        """The server's resident memory now, in bytes."""
+        return self._memory("VmRSS:")
+
+    def rss_peak(self) -> int:
+        """The most the server's resident memory has been, in bytes."""
+        return self._memory("VmHWM:")
+
+    def _memory(self, key: str) -> int:
+        assert self.process is not None
+        with open(f"/proc/{self.process.pid}/status") as f:
+            for line in f:
+                if line.startswith(key):
+                    return int(line.split()[1]) * 1024
+        raise AssertionError(f"no {key}")
+
+    @contextlib.asynccontextmanager
+    async def stub(self) -> AsyncIterator[JobServiceStub]:
+        files = self.pki.clients["alice"]
+        channel = open_channel(
+            "127.0.0.1", self.port, ca=self.pki.ca, cert=files.cert, key=files.key
+        )
+        try:
+            yield JobServiceStub(channel)
+        finally:
+            channel.close()
+
+
+# -- reading a job's output -----------------------------------------------------------
+
+
+def process_gone(pid: int) -> bool:
+    """Whether ``pid`` no longer runs (gone, or a zombie waiting for its reaper)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
+async def read_chunks(
+    manager: JobManager, job_id: str, *, offset: int = 0, follow: bool = True, owner: str = "alice"
+) -> list[Chunk]:
+    """Every chunk of a job's output from ``offset``, checking that they are contiguous."""
+    chunks: list[Chunk] = []
+    position = offset
+    async with manager.reader(job_id, owner, offset, follow=follow) as reader:
+        async for item in reader:
+            assert isinstance(item, Chunk), item
+            assert item.offset == position
+            position = item.end
+            chunks.append(item)
+    return chunks
+
+
+async def read_output(manager: JobManager, job_id: str, *, offset: int = 0) -> bytes:
+    """A job's whole output (both streams, in log order), following it to its end."""
+    return b"".join(c.data for c in await read_chunks(manager, job_id, offset=offset))
+
+
+def by_stream(chunks: list[Chunk]) -> tuple[bytes, bytes]:
+    """The stdout and the stderr bytes of ``chunks``."""
+    return tuple(  # type: ignore[return-value]
+        b"".join(c.data for c in chunks if c.stream is stream)
+        for stream in (Stream.STDOUT, Stream.STDERR)
+    )
