@@ -25,19 +25,25 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\rservice.proto\x12\x07jobs.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"3\n\x07IoLimit\x12\x0e\n\x06\x64\x65vice\x18\x01 \x01(\t\x12\x18\n\x10\x62ytes_per_second\x18\x02 \x01(\x04\"\xa5\x01\n\x06Limits\x12\x10\n\x03\x63pu\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x13\n\x06memory\x18\x02 \x01(\x04H\x01\x88\x01\x01\x12\x11\n\x04pids\x18\x03 \x01(\rH\x02\x88\x01\x01\x12!\n\x07io_read\x18\x04 \x03(\x0b\x32\x10.jobs.v1.IoLimit\x12\"\n\x08io_write\x18\x05 \x03(\x0b\x32\x10.jobs.v1.IoLimitB\x06\n\x04_cpuB\t\n\x07_memoryB\x07\n\x05_pids\"%\n\x06\x45nvVar\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"\xcc\x03\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05owner\x18\x02 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x03 \x03(\t\x12\x0b\n\x03\x63wd\x18\x04 \x01(\t\x12 \n\x05state\x18\x05 \x01(\x0e\x32\x11.jobs.v1.JobState\x12\x0b\n\x03pid\x18\x06 \x01(\r\x12\x16\n\texit_code\x18\x07 \x01(\x05H\x00\x88\x01\x01\x12\x13\n\x06signal\x18\x08 \x01(\x05H\x01\x88\x01\x01\x12.\n\nstarted_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nded_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1f\n\x06limits\x18\x0b \x01(\x0b\x32\x0f.jobs.v1.Limits\x12%\n\tisolation\x18\x0c \x03(\x0e\x32\x12.jobs.v1.Namespace\x12\x1c\n\x0ftimeout_seconds\x18\r \x01(\x01H\x02\x88\x01\x01\x12\x14\n\x0coutput_bytes\x18\x0e \x01(\x04\x12\x15\n\rdropped_bytes\x18\x0f \x01(\x04\x12\x12\n\nlost_bytes\x18\x10 \x01(\x04\x42\x0c\n\n_exit_codeB\t\n\x07_signalB\x12\n\x10_timeout_seconds\"\xc2\x01\n\nRunRequest\x12\x0f\n\x07\x63ommand\x18\x01 \x03(\t\x12\x1c\n\x03\x65nv\x18\x02 \x03(\x0b\x32\x0f.jobs.v1.EnvVar\x12\x0b\n\x03\x63wd\x18\x03 \x01(\t\x12\x1f\n\x06limits\x18\x04 \x01(\x0b\x32\x0f.jobs.v1.Limits\x12%\n\tisolation\x18\x05 \x03(\x0e\x32\x12.jobs.v1.Namespace\x12\x1c\n\x0ftimeout_seconds\x18\x06 \x01(\x01H\x00\x88\x01\x01\x42\x12\n\x10_timeout_seconds\"(\n\x0bRunResponse\x12\x19\n\x03job\x18\x01 \x01(\x0b\x32\x0c.jobs.v1.Job\"k\n\x0bStopRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x1a\n\rgrace_seconds\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x13\n\x06signal\x18\x03 \x01(\x05H\x01\x88\x01\x01\x42\x10\n\x0e_grace_secondsB\t\n\x07_signal\")\n\x0cStopResponse\x12\x19\n\x03job\x18\x01 \x01(\x0b\x32\x0c.jobs.v1.Job\"\x1f\n\rStatusRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"+\n\x0eStatusResponse\x12\x19\n\x03job\x18\x01 \x01(\x0b\x32\x0c.jobs.v1.Job\"\r\n\x0bListRequest\"*\n\x0cListResponse\x12\x1a\n\x04jobs\x18\x01 \x03(\x0b\x32\x0c.jobs.v1.Job\"=\n\x0bLogsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x02 \x01(\x08\x12\x0e\n\x06offset\x18\x03 \x01(\x04\"\x88\x01\n\x0cLogsResponse\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\x1f\n\x06stream\x18\x02 \x01(\x0e\x32\x0f.jobs.v1.Stream\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12(\n\x04time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x64ropped\x18\x05 \x01(\x04\"\x1d\n\x0bWaitRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\")\n\x0cWaitResponse\x12\x19\n\x03job\x18\x01 \x01(\x0b\x32\x0c.jobs.v1.Job*\xe0\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11JOB_STATE_RUNNING\x10\x01\x12\x14\n\x10JOB_STATE_EXITED\x10\x02\x12\x16\n\x12JOB_STATE_SIGNALED\x10\x03\x12\x15\n\x11JOB_STATE_STOPPED\x10\x04\x12\x17\n\x13JOB_STATE_TIMED_OUT\x10\x05\x12\x18\n\x14JOB_STATE_OOM_KILLED\x10\x06\x12\x16\n\x12JOB_STATE_SHUTDOWN\x10\x07\x12\x12\n\x0eJOB_STATE_LOST\x10\x08*F\n\x06Stream\x12\x16\n\x12STREAM_UNSPECIFIED\x10\x00\x12\x11\n\rSTREAM_STDOUT\x10\x01\x12\x11\n\rSTREAM_STDERR\x10\x02*a\n\tNamespace\x12\x19\n\x15NAMESPACE_UNSPECIFIED\x10\x00\x12\x11\n\rNAMESPACE_PID\x10\x01\x12\x13\n\x0fNAMESPACE_MOUNT\x10\x02\x12\x11\n\rNAMESPACE_NET\x10\x03\x32\xcf\x02\n\nJobService\x12\x30\n\x03Run\x12\x13.jobs.v1.RunRequest\x1a\x14.jobs.v1.RunResponse\x12\x33\n\x04Stop\x12\x14.jobs.v1.StopRequest\x1a\x15.jobs.v1.StopResponse\x12\x39\n\x06Status\x12\x16.jobs.v1.StatusRequest\x1a\x17.jobs.v1.StatusResponse\x12\x33\n\x04List\x12\x14.jobs.v1.ListRequest\x1a\x15.jobs.v1.ListResponse\x12\x35\n\x04Logs\x12\x14.jobs.v1.LogsRequest\x1a\x15.jobs.v1.LogsResponse0\x01\x12\x33\n\x04Wait\x12\x14.jobs.v1.WaitRequest\x1a\x15.jobs.v1.WaitResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\rservice.proto\x12\x07jobs.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"3\n\x07IoLimit\x12\x0e\n\x06\x64\x65vice\x18\x01 \x01(\t\x12\x18\n\x10\x62ytes_per_second\x18\x02 \x01(\x04\"\xa5\x01\n\x06Limits\x12\x10\n\x03\x63pu\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x13\n\x06memory\x18\x02 \x01(\x04H\x01\x88\x01\x01\x12\x11\n\x04pids\x18\x03 \x01(\rH\x02\x88\x01\x01\x12!\n\x07io_read\x18\x04 \x03(\x0b\x32\x10.jobs.v1.IoLimit\x12\"\n\x08io_write\x18\x05 \x03(\x0b\x32\x10.jobs.v1.IoLimitB\x06\n\x04_cpuB\t\n\x07_memoryB\x07\n\x05_pids\"%\n\x06\x45nvVar\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"\xed\x04\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05owner\x18\x02 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x03 \x03(\t\x12\x0b\n\x03\x63wd\x18\x04 \x01(\t\x12 \n\x05state\x18\x05 \x01(\x0e\x32\x11.jobs.v1.JobState\x12\x0b\n\x03pid\x18\x06 \x01(\r\x12\x16\n\texit_code\x18\x07 \x01(\x05H\x00\x88\x01\x01\x12\x13\n\x06signal\x18\x08 \x01(\x05H\x01\x88\x01\x01\x12.\n\nstarted_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nded_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1f\n\x06limits\x18\x0b \x01(\x0b\x32\x0f.jobs.v1.Limits\x12%\n\tisolation\x18\x0c \x03(\x0e\x32\x12.jobs.v1.Namespace\x12\x1c\n\x0ftimeout_seconds\x18\r \x01(\x01H\x02\x88\x01\x01\x12\x14\n\x0coutput_bytes\x18\x0e \x01(\x04\x12\x15\n\rdropped_bytes\x18\x0f \x01(\x04\x12\x12\n\nlost_bytes\x18\x10 \x01(\x04\x12\x0c\n\x04name\x18\x11 \x01(\t\x12(\n\x06labels\x18\x12 \x03(\x0b\x32\x18.jobs.v1.Job.LabelsEntry\x12\x1d\n\x05usage\x18\x13 \x01(\x0b\x32\x0e.jobs.v1.Usage\x12\x0c\n\x04user\x18\x14 \x01(\t\x12\x0b\n\x03uid\x18\x15 \x01(\r\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0c\n\n_exit_codeB\t\n\x07_signalB\x12\n\x10_timeout_seconds\"\x97\x01\n\x05Usage\x12\x18\n\x10\x63pu_user_seconds\x18\x01 \x01(\x01\x12\x1a\n\x12\x63pu_system_seconds\x18\x02 \x01(\x01\x12\x19\n\x11memory_peak_bytes\x18\x03 \x01(\x04\x12\x15\n\rio_read_bytes\x18\x04 \x01(\x04\x12\x16\n\x0eio_write_bytes\x18\x05 \x01(\x04\x12\x0e\n\x06source\x18\x06 \x01(\t\"\xbe\x02\n\nRunRequest\x12\x0f\n\x07\x63ommand\x18\x01 \x03(\t\x12\x1c\n\x03\x65nv\x18\x02 \x03(\x0b\x32\x0f.jobs.v1.EnvVar\x12\x0b\n\x03\x63wd\x18\x03 \x01(\t\x12\x1f\n\x06limits\x18\x04 \x01(\x0b\x32\x0f.jobs.v1.Limits\x12%\n\tisolation\x18\x05 \x03(\x0e\x32\x12.jobs.v1.Namespace\x12\x1c\n\x0ftimeout_seconds\x18\x06 \x01(\x01H\x00\x88\x01\x01\x12\x0c\n\x04name\x18\x07 \x01(\t\x12/\n\x06labels\x18\x08 \x03(\x0b\x32\x1f.jobs.v1.RunRequest.LabelsEntry\x12\x0c\n\x04user\x18\t \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x12\n\x10_timeout_seconds\"(\n\x0bRunResponse\x12\x19\n\x03job\x18\x01 \x01(\x0b\x32\x0c.jobs.v1.Job\"k\n\x0bStopRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x1a\n\rgrace_seconds\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x13\n\x06signal\x18\x03 \x01(\x05H\x01\x88\x01\x01\x42\x10\n\x0e_grace_secondsB\t\n\x07_signal\")\n\x0cStopResponse\x12\x19\n\x03job\x18\x01 \x01(\x0b\x32\x0c.jobs.v1.Job\"\x1f\n\rStatusRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"+\n\x0eStatusResponse\x12\x19\n\x03job\x18\x01 \x01(\x0b\x32\x0c.jobs.v1.Job\"B\n\x0bListRequest\x12\x10\n\x08selector\x18\x01 \x01(\t\x12!\n\x06states\x18\x02 \x03(\x0e\x32\x11.jobs.v1.JobState\"*\n\x0cListResponse\x12\x1a\n\x04jobs\x18\x01 \x03(\x0b\x32\x0c.jobs.v1.Job\"\xdd\x01\n\x0bLogsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x02 \x01(\x08\x12\x0e\n\x06offset\x18\x03 \x01(\x04\x12\x17\n\ntail_lines\x18\x04 \x01(\x04H\x00\x88\x01\x01\x12)\n\x05since\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12 \n\x07streams\x18\x07 \x03(\x0e\x32\x0f.jobs.v1.StreamB\r\n\x0b_tail_lines\"\x88\x01\n\x0cLogsResponse\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\x1f\n\x06stream\x18\x02 \x01(\x0e\x32\x0f.jobs.v1.Stream\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12(\n\x04time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x64ropped\x18\x05 \x01(\x04\"\x1d\n\x0bWaitRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\")\n\x0cWaitResponse\x12\x19\n\x03job\x18\x01 \x01(\x0b\x32\x0c.jobs.v1.Job\"\r\n\x0bInfoRequest\"\xf4\x01\n\x0cInfoResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x31\n\x06labels\x18\x02 \x03(\x0b\x32!.jobs.v1.InfoResponse.LabelsEntry\x12\x0f\n\x07version\x18\x03 \x01(\t\x12+\n\x0c\x63\x61pabilities\x18\x04 \x01(\x0b\x32\x15.jobs.v1.Capabilities\x12\x1b\n\x04load\x18\x05 \x01(\x0b\x32\r.jobs.v1.Load\x12\x19\n\x11\x63\x65rtificate_names\x18\x06 \x03(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"r\n\x0c\x43\x61pabilities\x12\x0e\n\x06\x63group\x18\x01 \x01(\t\x12\x13\n\x0b\x63ontrollers\x18\x02 \x03(\t\x12&\n\nnamespaces\x18\x03 \x03(\x0e\x32\x12.jobs.v1.Namespace\x12\x15\n\rblock_devices\x18\x04 \x03(\t\"{\n\x04Load\x12\x14\n\x0crunning_jobs\x18\x01 \x01(\r\x12\x1b\n\x13\x63\x61ller_running_jobs\x18\x02 \x01(\r\x12\x1f\n\x17max_running_per_account\x18\x03 \x01(\r\x12\x1f\n\x17max_streams_per_account\x18\x04 \x01(\r*\xe0\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11JOB_STATE_RUNNING\x10\x01\x12\x14\n\x10JOB_STATE_EXITED\x10\x02\x12\x16\n\x12JOB_STATE_SIGNALED\x10\x03\x12\x15\n\x11JOB_STATE_STOPPED\x10\x04\x12\x17\n\x13JOB_STATE_TIMED_OUT\x10\x05\x12\x18\n\x14JOB_STATE_OOM_KILLED\x10\x06\x12\x16\n\x12JOB_STATE_SHUTDOWN\x10\x07\x12\x12\n\x0eJOB_STATE_LOST\x10\x08*F\n\x06Stream\x12\x16\n\x12STREAM_UNSPECIFIED\x10\x00\x12\x11\n\rSTREAM_STDOUT\x10\x01\x12\x11\n\rSTREAM_STDERR\x10\x02*a\n\tNamespace\x12\x19\n\x15NAMESPACE_UNSPECIFIED\x10\x00\x12\x11\n\rNAMESPACE_PID\x10\x01\x12\x13\n\x0fNAMESPACE_MOUNT\x10\x02\x12\x11\n\rNAMESPACE_NET\x10\x03\x32\x84\x03\n\nJobService\x12\x30\n\x03Run\x12\x13.jobs.v1.RunRequest\x1a\x14.jobs.v1.RunResponse\x12\x33\n\x04Stop\x12\x14.jobs.v1.StopRequest\x1a\x15.jobs.v1.StopResponse\x12\x39\n\x06Status\x12\x16.jobs.v1.StatusRequest\x1a\x17.jobs.v1.StatusResponse\x12\x33\n\x04List\x12\x14.jobs.v1.ListRequest\x1a\x15.jobs.v1.ListResponse\x12\x35\n\x04Logs\x12\x14.jobs.v1.LogsRequest\x1a\x15.jobs.v1.LogsResponse0\x01\x12\x33\n\x04Wait\x12\x14.jobs.v1.WaitRequest\x1a\x15.jobs.v1.WaitResponse\x12\x33\n\x04Info\x12\x14.jobs.v1.InfoRequest\x1a\x15.jobs.v1.InfoResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_JOBSTATE']._serialized_start=1587
-  _globals['_JOBSTATE']._serialized_end=1811
-  _globals['_STREAM']._serialized_start=1813
-  _globals['_STREAM']._serialized_end=1883
-  _globals['_NAMESPACE']._serialized_start=1885
-  _globals['_NAMESPACE']._serialized_end=1982
+  _globals['_JOB_LABELSENTRY']._loaded_options = None
+  _globals['_JOB_LABELSENTRY']._serialized_options = b'8\001'
+  _globals['_RUNREQUEST_LABELSENTRY']._loaded_options = None
+  _globals['_RUNREQUEST_LABELSENTRY']._serialized_options = b'8\001'
+  _globals['_INFORESPONSE_LABELSENTRY']._loaded_options = None
+  _globals['_INFORESPONSE_LABELSENTRY']._serialized_options = b'8\001'
+  _globals['_JOBSTATE']._serialized_start=2743
+  _globals['_JOBSTATE']._serialized_end=2967
+  _globals['_STREAM']._serialized_start=2969
+  _globals['_STREAM']._serialized_end=3039
+  _globals['_NAMESPACE']._serialized_start=3041
+  _globals['_NAMESPACE']._serialized_end=3138
   _globals['_IOLIMIT']._serialized_start=59
   _globals['_IOLIMIT']._serialized_end=110
   _globals['_LIMITS']._serialized_start=113
@@ -45,31 +51,47 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ENVVAR']._serialized_start=280
   _globals['_ENVVAR']._serialized_end=317
   _globals['_JOB']._serialized_start=320
-  _globals['_JOB']._serialized_end=780
-  _globals['_RUNREQUEST']._serialized_start=783
-  _globals['_RUNREQUEST']._serialized_end=977
-  _globals['_RUNRESPONSE']._serialized_start=979
-  _globals['_RUNRESPONSE']._serialized_end=1019
-  _globals['_STOPREQUEST']._serialized_start=1021
-  _globals['_STOPREQUEST']._serialized_end=1128
-  _globals['_STOPRESPONSE']._serialized_start=1130
-  _globals['_STOPRESPONSE']._serialized_end=1171
-  _globals['_STATUSREQUEST']._serialized_start=1173
-  _globals['_STATUSREQUEST']._serialized_end=1204
-  _globals['_STATUSRESPONSE']._serialized_start=1206
-  _globals['_STATUSRESPONSE']._serialized_end=1249
-  _globals['_LISTREQUEST']._serialized_start=1251
-  _globals['_LISTREQUEST']._serialized_end=1264
-  _globals['_LISTRESPONSE']._serialized_start=1266
-  _globals['_LISTRESPONSE']._serialized_end=1308
-  _globals['_LOGSREQUEST']._serialized_start=1310
-  _globals['_LOGSREQUEST']._serialized_end=1371
-  _globals['_LOGSRESPONSE']._serialized_start=1374
-  _globals['_LOGSRESPONSE']._serialized_end=1510
-  _globals['_WAITREQUEST']._serialized_start=1512
-  _globals['_WAITREQUEST']._serialized_end=1541
-  _globals['_WAITRESPONSE']._serialized_start=1543
-  _globals['_WAITRESPONSE']._serialized_end=1584
-  _globals['_JOBSERVICE']._serialized_start=1985
-  _globals['_JOBSERVICE']._serialized_end=2320
+  _globals['_JOB']._serialized_end=941
+  _globals['_JOB_LABELSENTRY']._serialized_start=851
+  _globals['_JOB_LABELSENTRY']._serialized_end=896
+  _globals['_USAGE']._serialized_start=944
+  _globals['_USAGE']._serialized_end=1095
+  _globals['_RUNREQUEST']._serialized_start=1098
+  _globals['_RUNREQUEST']._serialized_end=1416
+  _globals['_RUNREQUEST_LABELSENTRY']._serialized_start=851
+  _globals['_RUNREQUEST_LABELSENTRY']._serialized_end=896
+  _globals['_RUNRESPONSE']._serialized_start=1418
+  _globals['_RUNRESPONSE']._serialized_end=1458
+  _globals['_STOPREQUEST']._serialized_start=1460
+  _globals['_STOPREQUEST']._serialized_end=1567
+  _globals['_STOPRESPONSE']._serialized_start=1569
+  _globals['_STOPRESPONSE']._serialized_end=1610
+  _globals['_STATUSREQUEST']._serialized_start=1612
+  _globals['_STATUSREQUEST']._serialized_end=1643
+  _globals['_STATUSRESPONSE']._serialized_start=1645
+  _globals['_STATUSRESPONSE']._serialized_end=1688
+  _globals['_LISTREQUEST']._serialized_start=1690
+  _globals['_LISTREQUEST']._serialized_end=1756
+  _globals['_LISTRESPONSE']._serialized_start=1758
+  _globals['_LISTRESPONSE']._serialized_end=1800
+  _globals['_LOGSREQUEST']._serialized_start=1803
+  _globals['_LOGSREQUEST']._serialized_end=2024
+  _globals['_LOGSRESPONSE']._serialized_start=2027
+  _globals['_LOGSRESPONSE']._serialized_end=2163
+  _globals['_WAITREQUEST']._serialized_start=2165
+  _globals['_WAITREQUEST']._serialized_end=2194
+  _globals['_WAITRESPONSE']._serialized_start=2196
+  _globals['_WAITRESPONSE']._serialized_end=2237
+  _globals['_INFOREQUEST']._serialized_start=2239
+  _globals['_INFOREQUEST']._serialized_end=2252
+  _globals['_INFORESPONSE']._serialized_start=2255
+  _globals['_INFORESPONSE']._serialized_end=2499
+  _globals['_INFORESPONSE_LABELSENTRY']._serialized_start=851
+  _globals['_INFORESPONSE_LABELSENTRY']._serialized_end=896
+  _globals['_CAPABILITIES']._serialized_start=2501
+  _globals['_CAPABILITIES']._serialized_end=2615
+  _globals['_LOAD']._serialized_start=2617
+  _globals['_LOAD']._serialized_end=2740
+  _globals['_JOBSERVICE']._serialized_start=3141
+  _globals['_JOBSERVICE']._serialized_end=3529
 # @@protoc_insertion_point(module_scope)

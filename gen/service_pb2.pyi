@@ -82,7 +82,14 @@ class EnvVar(_message.Message):
     def __init__(self, name: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("id", "owner", "command", "cwd", "state", "pid", "exit_code", "signal", "started_at", "ended_at", "limits", "isolation", "timeout_seconds", "output_bytes", "dropped_bytes", "lost_bytes")
+    __slots__ = ("id", "owner", "command", "cwd", "state", "pid", "exit_code", "signal", "started_at", "ended_at", "limits", "isolation", "timeout_seconds", "output_bytes", "dropped_bytes", "lost_bytes", "name", "labels", "usage", "user", "uid")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     ID_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
     COMMAND_FIELD_NUMBER: _ClassVar[int]
@@ -99,6 +106,11 @@ class Job(_message.Message):
     OUTPUT_BYTES_FIELD_NUMBER: _ClassVar[int]
     DROPPED_BYTES_FIELD_NUMBER: _ClassVar[int]
     LOST_BYTES_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
+    UID_FIELD_NUMBER: _ClassVar[int]
     id: str
     owner: str
     command: _containers.RepeatedScalarFieldContainer[str]
@@ -115,23 +127,57 @@ class Job(_message.Message):
     output_bytes: int
     dropped_bytes: int
     lost_bytes: int
-    def __init__(self, id: _Optional[str] = ..., owner: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., cwd: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., pid: _Optional[int] = ..., exit_code: _Optional[int] = ..., signal: _Optional[int] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., isolation: _Optional[_Iterable[_Union[Namespace, str]]] = ..., timeout_seconds: _Optional[float] = ..., output_bytes: _Optional[int] = ..., dropped_bytes: _Optional[int] = ..., lost_bytes: _Optional[int] = ...) -> None: ...
+    name: str
+    labels: _containers.ScalarMap[str, str]
+    usage: Usage
+    user: str
+    uid: int
+    def __init__(self, id: _Optional[str] = ..., owner: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., cwd: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., pid: _Optional[int] = ..., exit_code: _Optional[int] = ..., signal: _Optional[int] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., isolation: _Optional[_Iterable[_Union[Namespace, str]]] = ..., timeout_seconds: _Optional[float] = ..., output_bytes: _Optional[int] = ..., dropped_bytes: _Optional[int] = ..., lost_bytes: _Optional[int] = ..., name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., user: _Optional[str] = ..., uid: _Optional[int] = ...) -> None: ...
+
+class Usage(_message.Message):
+    __slots__ = ("cpu_user_seconds", "cpu_system_seconds", "memory_peak_bytes", "io_read_bytes", "io_write_bytes", "source")
+    CPU_USER_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    CPU_SYSTEM_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_PEAK_BYTES_FIELD_NUMBER: _ClassVar[int]
+    IO_READ_BYTES_FIELD_NUMBER: _ClassVar[int]
+    IO_WRITE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    cpu_user_seconds: float
+    cpu_system_seconds: float
+    memory_peak_bytes: int
+    io_read_bytes: int
+    io_write_bytes: int
+    source: str
+    def __init__(self, cpu_user_seconds: _Optional[float] = ..., cpu_system_seconds: _Optional[float] = ..., memory_peak_bytes: _Optional[int] = ..., io_read_bytes: _Optional[int] = ..., io_write_bytes: _Optional[int] = ..., source: _Optional[str] = ...) -> None: ...
 
 class RunRequest(_message.Message):
-    __slots__ = ("command", "env", "cwd", "limits", "isolation", "timeout_seconds")
+    __slots__ = ("command", "env", "cwd", "limits", "isolation", "timeout_seconds", "name", "labels", "user")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     COMMAND_FIELD_NUMBER: _ClassVar[int]
     ENV_FIELD_NUMBER: _ClassVar[int]
     CWD_FIELD_NUMBER: _ClassVar[int]
     LIMITS_FIELD_NUMBER: _ClassVar[int]
     ISOLATION_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
     command: _containers.RepeatedScalarFieldContainer[str]
     env: _containers.RepeatedCompositeFieldContainer[EnvVar]
     cwd: str
     limits: Limits
     isolation: _containers.RepeatedScalarFieldContainer[Namespace]
     timeout_seconds: float
-    def __init__(self, command: _Optional[_Iterable[str]] = ..., env: _Optional[_Iterable[_Union[EnvVar, _Mapping]]] = ..., cwd: _Optional[str] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., isolation: _Optional[_Iterable[_Union[Namespace, str]]] = ..., timeout_seconds: _Optional[float] = ...) -> None: ...
+    name: str
+    labels: _containers.ScalarMap[str, str]
+    user: str
+    def __init__(self, command: _Optional[_Iterable[str]] = ..., env: _Optional[_Iterable[_Union[EnvVar, _Mapping]]] = ..., cwd: _Optional[str] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., isolation: _Optional[_Iterable[_Union[Namespace, str]]] = ..., timeout_seconds: _Optional[float] = ..., name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., user: _Optional[str] = ...) -> None: ...
 
 class RunResponse(_message.Message):
     __slots__ = ("job",)
@@ -168,8 +214,12 @@ class StatusResponse(_message.Message):
     def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ...) -> None: ...
 
 class ListRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("selector", "states")
+    SELECTOR_FIELD_NUMBER: _ClassVar[int]
+    STATES_FIELD_NUMBER: _ClassVar[int]
+    selector: str
+    states: _containers.RepeatedScalarFieldContainer[JobState]
+    def __init__(self, selector: _Optional[str] = ..., states: _Optional[_Iterable[_Union[JobState, str]]] = ...) -> None: ...
 
 class ListResponse(_message.Message):
     __slots__ = ("jobs",)
@@ -178,14 +228,22 @@ class ListResponse(_message.Message):
     def __init__(self, jobs: _Optional[_Iterable[_Union[Job, _Mapping]]] = ...) -> None: ...
 
 class LogsRequest(_message.Message):
-    __slots__ = ("job_id", "follow", "offset")
+    __slots__ = ("job_id", "follow", "offset", "tail_lines", "since", "until", "streams")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     FOLLOW_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
+    TAIL_LINES_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    STREAMS_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     follow: bool
     offset: int
-    def __init__(self, job_id: _Optional[str] = ..., follow: _Optional[bool] = ..., offset: _Optional[int] = ...) -> None: ...
+    tail_lines: int
+    since: _timestamp_pb2.Timestamp
+    until: _timestamp_pb2.Timestamp
+    streams: _containers.RepeatedScalarFieldContainer[Stream]
+    def __init__(self, job_id: _Optional[str] = ..., follow: _Optional[bool] = ..., offset: _Optional[int] = ..., tail_lines: _Optional[int] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., streams: _Optional[_Iterable[_Union[Stream, str]]] = ...) -> None: ...
 
 class LogsResponse(_message.Message):
     __slots__ = ("offset", "stream", "data", "time", "dropped")
@@ -212,3 +270,54 @@ class WaitResponse(_message.Message):
     JOB_FIELD_NUMBER: _ClassVar[int]
     job: Job
     def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ...) -> None: ...
+
+class InfoRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class InfoResponse(_message.Message):
+    __slots__ = ("name", "labels", "version", "capabilities", "load", "certificate_names")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
+    LOAD_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_NAMES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    labels: _containers.ScalarMap[str, str]
+    version: str
+    capabilities: Capabilities
+    load: Load
+    certificate_names: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., version: _Optional[str] = ..., capabilities: _Optional[_Union[Capabilities, _Mapping]] = ..., load: _Optional[_Union[Load, _Mapping]] = ..., certificate_names: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Capabilities(_message.Message):
+    __slots__ = ("cgroup", "controllers", "namespaces", "block_devices")
+    CGROUP_FIELD_NUMBER: _ClassVar[int]
+    CONTROLLERS_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACES_FIELD_NUMBER: _ClassVar[int]
+    BLOCK_DEVICES_FIELD_NUMBER: _ClassVar[int]
+    cgroup: str
+    controllers: _containers.RepeatedScalarFieldContainer[str]
+    namespaces: _containers.RepeatedScalarFieldContainer[Namespace]
+    block_devices: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, cgroup: _Optional[str] = ..., controllers: _Optional[_Iterable[str]] = ..., namespaces: _Optional[_Iterable[_Union[Namespace, str]]] = ..., block_devices: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Load(_message.Message):
+    __slots__ = ("running_jobs", "caller_running_jobs", "max_running_per_account", "max_streams_per_account")
+    RUNNING_JOBS_FIELD_NUMBER: _ClassVar[int]
+    CALLER_RUNNING_JOBS_FIELD_NUMBER: _ClassVar[int]
+    MAX_RUNNING_PER_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    MAX_STREAMS_PER_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    running_jobs: int
+    caller_running_jobs: int
+    max_running_per_account: int
+    max_streams_per_account: int
+    def __init__(self, running_jobs: _Optional[int] = ..., caller_running_jobs: _Optional[int] = ..., max_running_per_account: _Optional[int] = ..., max_streams_per_account: _Optional[int] = ...) -> None: ...

@@ -161,6 +161,48 @@ class Job(betterproto.Message):
     lost_bytes: int = betterproto.uint64_field(16)
     """Bytes read from the job but not stored (the state disk was full)."""
 
+    name: str = betterproto.string_field(17)
+    """
+    The name given at run time (empty: none). Unique among the account's
+     running jobs.
+    """
+
+    labels: Dict[str, str] = betterproto.map_field(
+        18, betterproto.TYPE_STRING, betterproto.TYPE_STRING
+    )
+    """Labels given at run time."""
+
+    usage: "Usage" = betterproto.message_field(19)
+    """Resources used so far (running) or in all (ended)."""
+
+    user: str = betterproto.string_field(20)
+    """
+    The user the job runs as, by name (or its uid in decimal when it has none).
+    """
+
+    uid: int = betterproto.uint32_field(21)
+    """That user's uid."""
+
+
+@dataclass(eq=False, repr=False)
+class Usage(betterproto.Message):
+    """
+    Resources a job has used: from its cgroup (v1 or v2), or, without cgroups, from
+     its main process's rusage (known once it has ended).
+    """
+
+    cpu_user_seconds: float = betterproto.double_field(1)
+    cpu_system_seconds: float = betterproto.double_field(2)
+    memory_peak_bytes: int = betterproto.uint64_field(3)
+    """The most memory the job has used at once."""
+
+    io_read_bytes: int = betterproto.uint64_field(4)
+    """Bytes read from and written to block devices."""
+
+    io_write_bytes: int = betterproto.uint64_field(5)
+    source: str = betterproto.string_field(6)
+    """Where the figures come from: "cgroup v1", "cgroup v2" or "rusage"."""
+
 
 @dataclass(eq=False, repr=False)
 class RunRequest(betterproto.Message):
@@ -181,6 +223,25 @@ class RunRequest(betterproto.Message):
     timeout_seconds: Optional[float] = betterproto.double_field(6, optional=True)
     """
     Stop the job (with the default grace) once it has run this many seconds.
+    """
+
+    name: str = betterproto.string_field(7)
+    """
+    A name for the job, unique among the account's running jobs (a clash is
+     ALREADY_EXISTS). Wherever a job id is taken, the name refers to the running
+     job of that name, else the newest ended one.
+    """
+
+    labels: Dict[str, str] = betterproto.map_field(
+        8, betterproto.TYPE_STRING, betterproto.TYPE_STRING
+    )
+    """Labels (Kubernetes syntax for keys and values), selectable in List."""
+
+    user: str = betterproto.string_field(9)
+    """
+    The user to run as, a name or a uid; empty means the server's default user.
+     A user the server's policy does not allow: PERMISSION_DENIED; an unknown
+     one: FAILED_PRECONDITION.
     """
 
 
@@ -222,7 +283,14 @@ class StatusResponse(betterproto.Message):
 
 @dataclass(eq=False, repr=False)
 class ListRequest(betterproto.Message):
-    pass
+    selector: str = betterproto.string_field(1)
+    """
+    A label selector, Kubernetes syntax (k=v, k!=v, k in (a,b), k notin (a,b),
+     k, !k; a comma means and); empty selects all.
+    """
+
+    states: List["JobState"] = betterproto.enum_field(2)
+    """Only jobs in these states; empty means every state."""
 
 
 @dataclass(eq=False, repr=False)
@@ -244,6 +312,19 @@ class LogsRequest(betterproto.Message):
      resume after a dropped connection, pass the offset after the last byte
      received. Past the end: OUT_OF_RANGE.
     """
+
+    tail_lines: Optional[int] = betterproto.uint64_field(4, optional=True)
+    """
+    Start at the last this many lines of the selected streams (found from the
+     end of the log, without reading all of it) instead of at offset.
+    """
+
+    since: datetime = betterproto.message_field(5)
+    """Only output whose chunk time is at or after since, and before until."""
+
+    until: datetime = betterproto.message_field(6)
+    streams: List["Stream"] = betterproto.enum_field(7)
+    """Only these streams; empty means both."""
 
 
 @dataclass(eq=False, repr=False)
@@ -274,6 +355,62 @@ class WaitRequest(betterproto.Message):
 @dataclass(eq=False, repr=False)
 class WaitResponse(betterproto.Message):
     job: "Job" = betterproto.message_field(1)
+
+
+@dataclass(eq=False, repr=False)
+class InfoRequest(betterproto.Message):
+    pass
+
+
+@dataclass(eq=False, repr=False)
+class InfoResponse(betterproto.Message):
+    name: str = betterproto.string_field(1)
+    """The server's name (jobs serve --name; the host name by default)."""
+
+    labels: Dict[str, str] = betterproto.map_field(
+        2, betterproto.TYPE_STRING, betterproto.TYPE_STRING
+    )
+    """
+    Its labels, the built-in jobs.io/os, jobs.io/arch, jobs.io/kernel,
+     jobs.io/cgroup and jobs.io/version included.
+    """
+
+    version: str = betterproto.string_field(3)
+    capabilities: "Capabilities" = betterproto.message_field(4)
+    load: "Load" = betterproto.message_field(5)
+    certificate_names: List[str] = betterproto.string_field(6)
+    """The DNS names and IP addresses of the server's certificate."""
+
+
+@dataclass(eq=False, repr=False)
+class Capabilities(betterproto.Message):
+    """What limits and isolation jobs can have here."""
+
+    cgroup: str = betterproto.string_field(1)
+    """v1", "v2" or "none" (the process-group fallback)."""
+
+    controllers: List[str] = betterproto.string_field(2)
+    """
+    The cgroup controllers jobs can be limited with (cpu, memory, io or blkio, pids).
+    """
+
+    namespaces: List["Namespace"] = betterproto.enum_field(3)
+    block_devices: List[str] = betterproto.string_field(4)
+    """Block devices IO limits can name, as MAJ:MIN."""
+
+
+@dataclass(eq=False, repr=False)
+class Load(betterproto.Message):
+    running_jobs: int = betterproto.uint32_field(1)
+    """Running jobs of every account."""
+
+    caller_running_jobs: int = betterproto.uint32_field(2)
+    """Running jobs of the caller's account."""
+
+    max_running_per_account: int = betterproto.uint32_field(3)
+    """The caps per account."""
+
+    max_streams_per_account: int = betterproto.uint32_field(4)
 
 
 class JobServiceStub(betterproto.ServiceStub):
@@ -380,6 +517,23 @@ class JobServiceStub(betterproto.ServiceStub):
             metadata=metadata,
         )
 
+    async def info(
+        self,
+        info_request: "InfoRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "InfoResponse":
+        return await self._unary_unary(
+            "/jobs.v1.JobService/Info",
+            info_request,
+            InfoResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
 
 class JobServiceBase(ServiceBase):
 
@@ -400,6 +554,9 @@ class JobServiceBase(ServiceBase):
         yield LogsResponse()
 
     async def wait(self, wait_request: "WaitRequest") -> "WaitResponse":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def info(self, info_request: "InfoRequest") -> "InfoResponse":
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
     async def __rpc_run(
@@ -447,6 +604,13 @@ class JobServiceBase(ServiceBase):
         response = await self.wait(request)
         await stream.send_message(response)
 
+    async def __rpc_info(
+        self, stream: "grpclib.server.Stream[InfoRequest, InfoResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.info(request)
+        await stream.send_message(response)
+
     def __mapping__(self) -> Dict[str, grpclib.const.Handler]:
         return {
             "/jobs.v1.JobService/Run": grpclib.const.Handler(
@@ -484,5 +648,11 @@ class JobServiceBase(ServiceBase):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 WaitRequest,
                 WaitResponse,
+            ),
+            "/jobs.v1.JobService/Info": grpclib.const.Handler(
+                self.__rpc_info,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                InfoRequest,
+                InfoResponse,
             ),
         }
