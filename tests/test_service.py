@@ -369,6 +369,7 @@ async def test_reflection_describes_the_service(server: RunningServer) -> None:
                 "List",
                 "Logs",
                 "Wait",
+                "Info",
             ]
     finally:
         channel.close()
