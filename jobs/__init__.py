@@ -27,18 +27,22 @@ from ._core.model import JobState as JobState
 from ._core.model import Limits as Limits
 from ._core.model import Namespace as Namespace
 from ._core.model import Stream as Stream
+from ._core.model import Usage as Usage
 from ._core.output import LogReader as LogReader
+from ._core.output import Selection as Selection
 from ._core.settings import DEFAULT_GRACE as DEFAULT_GRACE
 from ._core.settings import DEFAULT_HISTORY as DEFAULT_HISTORY
 from ._core.settings import DEFAULT_MAX_RUNNING as DEFAULT_MAX_RUNNING
 from ._core.settings import DEFAULT_MAX_STREAMS as DEFAULT_MAX_STREAMS
 from ._core.settings import DEFAULT_OUTPUT_CAP as DEFAULT_OUTPUT_CAP
 from ._core.settings import ManagerSettings as ManagerSettings
+from .errors import AmbiguousJob as AmbiguousJob
 from .errors import CannotExecute as CannotExecute
 from .errors import InvalidArgument as InvalidArgument
 from .errors import JobNotFound as JobNotFound
 from .errors import JobsError as JobsError
 from .errors import LimitUnsupported as LimitUnsupported
+from .errors import NameInUse as NameInUse
 from .errors import OffsetOutOfRange as OffsetOutOfRange
 from .errors import ShuttingDown as ShuttingDown
 from .errors import TooManyJobs as TooManyJobs
@@ -50,6 +54,7 @@ __all__ = [
     "DEFAULT_MAX_RUNNING",
     "DEFAULT_MAX_STREAMS",
     "DEFAULT_OUTPUT_CAP",
+    "AmbiguousJob",
     "CannotExecute",
     "Chunk",
     "Gap",
@@ -66,10 +71,13 @@ __all__ = [
     "Limits",
     "LogReader",
     "ManagerSettings",
+    "NameInUse",
     "Namespace",
     "OffsetOutOfRange",
+    "Selection",
     "ShuttingDown",
     "Stream",
     "TooManyJobs",
     "TooManyStreams",
+    "Usage",
 ]
