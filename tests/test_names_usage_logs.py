@@ -10,8 +10,11 @@ from pathlib import Path
 
 import anyio
 import pytest
-from harness import CGROUP_V1, read_output
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
+from harness import CGROUP_V1, RunningServer, read_output
 
+from gen.jobs import v1 as pb
 from jobs import (
     AmbiguousJob,
     Chunk,
@@ -295,3 +298,37 @@ async def test_a_follower_with_until_stops_at_it(manager: JobManager) -> None:
     async with reader:
         assert [item async for item in reader] == []
     assert time.monotonic() - started < 10
+
+
+# -- through the service --------------------------------------------------------------
+
+
+async def test_the_service_answers_with_the_right_statuses(server: RunningServer) -> None:
+    async with server.stub() as stub:
+        job = (await stub.run(pb.RunRequest(command=["sleep", "30"], name="svc"))).job
+        assert job.name == "svc"
+        assert job.usage.source  # a running job's usage is there at once
+        with pytest.raises(GRPCError) as caught:
+            await stub.run(pb.RunRequest(command=["true"], name="svc"))
+        assert caught.value.status is Status.ALREADY_EXISTS
+        for bad in (
+            pb.RunRequest(command=["true"], name="-x"),
+            pb.RunRequest(command=["true"], labels={"bad key": "v"}),
+        ):
+            with pytest.raises(GRPCError) as caught:
+                await stub.run(bad)
+            assert caught.value.status is Status.INVALID_ARGUMENT
+        with pytest.raises(GRPCError) as caught:
+            await stub.list(pb.ListRequest(selector="app in (a"))
+        assert caught.value.status is Status.INVALID_ARGUMENT
+        assert (await stub.status(pb.StatusRequest(job_id="svc"))).job.id == job.id
+        assert (await stub.status(pb.StatusRequest(job_id=job.id[:6]))).job.id == job.id
+        listed = (await stub.list(pb.ListRequest(states=[pb.JobState.RUNNING]))).jobs
+        assert [j.id for j in listed] == [job.id]
+        await stub.stop(pb.StopRequest(job_id="svc", grace_seconds=0))
+        # Another account sees none of it, by name or prefix.
+    async with server.stub("bob") as stub:
+        for ref in ("svc", job.id[:6]):
+            with pytest.raises(GRPCError) as caught:
+                await stub.status(pb.StatusRequest(job_id=ref))
+            assert caught.value.status is Status.NOT_FOUND
