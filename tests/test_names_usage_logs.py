@@ -323,7 +323,7 @@ async def test_the_service_answers_with_the_right_statuses(server: RunningServer
         assert caught.value.status is Status.INVALID_ARGUMENT
         assert (await stub.status(pb.StatusRequest(job_id="svc"))).job.id == job.id
         assert (await stub.status(pb.StatusRequest(job_id=job.id[:6]))).job.id == job.id
-        listed = (await stub.list(pb.ListRequest(states=[pb.JobState.RUNNING]))).jobs
+        listed = (await stub.list(pb.ListRequest(states=[pb.JobState["RUNNING"]]))).jobs
         assert [j.id for j in listed] == [job.id]
         await stub.stop(pb.StopRequest(job_id="svc", grace_seconds=0))
         # Another account sees none of it, by name or prefix.
