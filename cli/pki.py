@@ -21,7 +21,7 @@ async def pki() -> None:
     """Certificates: a CA, the server's, and clients' with their roles."""
 
 
-@pki.command()
+@pki.command(short_help="Create a CA and a server certificate.")
 @click.option(
     "--dir", "directory", type=click.Path(file_okay=False, path_type=Path), help=_DIR_HELP
 )
@@ -41,7 +41,7 @@ async def init(directory: Path | None, names: tuple[str, ...], force: bool) -> N
     click.echo(f"jobs: wrote ca.crt, ca.key, server.crt and server.key in {directory}", err=True)
 
 
-@pki.command()
+@pki.command(short_help="Issue a client certificate with a role.")
 @click.argument("name")
 @click.option("--role", type=click.Choice(authority.ROLES), required=True, help="What NAME may do.")
 @click.option(

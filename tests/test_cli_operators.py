@@ -226,7 +226,11 @@ async def test_help_summaries_are_whole() -> None:
     commands = result.stdout.decode().split("Commands:")[1]
     names = [line.split()[0] for line in commands.strip().splitlines()]
     assert {"run", "ps", "logs", "wait", "kill", "inspect", "completion"} <= set(names)
-    assert "..." not in commands
+    for group in ([], ["pki"]):
+        listing = (await jobs(None, *group, "--help")).stdout.decode().split("Commands:")[1]
+        for line in listing.strip().splitlines():
+            assert line.rstrip().endswith("."), line  # a whole sentence, not cut with "..."
+            assert not line.rstrip().endswith("..."), line
 
 
 async def test_the_alias_script(server: RunningServer) -> None:
