@@ -21,6 +21,15 @@ from test_cli import client_env, jobs
 from cli._params import DURATION
 
 JOBSCTL = str(Path(sys.executable).with_name("jobsctl"))
+_PS_MODULES = {
+    "cli.main",
+    "cli._errors",
+    "cli.ps",
+    "cli._client",
+    "cli._complete",
+    "cli._render",
+    "cli._settings",
+}
 
 
 async def _run(server: RunningServer, *args: str) -> str:
@@ -270,3 +279,28 @@ async def test_pki_issue_does_not_overwrite_an_identity(tmp_path: Path) -> None:
     forced = await jobs(None, "pki", "issue", "me", "--role", "readonly", "--force", **home)
     assert forced.returncode == 0
     assert (tmp_path / "pki" / "me.crt").read_bytes() != cert
+
+
+# -- a fast start ---------------------------------------------------------------------------
+
+
+async def test_a_client_command_imports_only_what_it_uses(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    # Timing belongs to `nox -s bench`; this checks the cause: what `jobs ps` imports.
+    listing = tmp_path / "modules"
+    program = (
+        "import atexit, sys\n"
+        f"atexit.register(lambda: open({str(listing)!r}, 'w').write('\\n'.join(sys.modules)))\n"
+        "sys.argv = ['jobs', 'ps']\n"
+        "from cli.main import main\n"
+        "main()\n"
+    )
+    full_env = {**os.environ, **client_env(server)}
+    result = await anyio.run_process([sys.executable, "-c", program], env=full_env, check=False)
+    assert result.returncode == 0, result.stderr
+    imported = set(listing.read_text().split())
+    assert "cli.ps" in imported
+    heavy = {"jobs._core", "jobs.server", "pki", "cryptography", "betterproto", "gen.jobs.v1"}
+    assert not heavy & imported, heavy & imported
+    assert {m for m in imported if m.startswith("cli.")} == _PS_MODULES
