@@ -4,6 +4,7 @@ and the rough edges of issue 12."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import re
@@ -120,12 +121,17 @@ async def test_logs_tail_streams_and_timestamps(server: RunningServer) -> None:
 
 
 async def test_logs_since_and_until(server: RunningServer) -> None:
-    job_id = await _run(server, "sh", "-c", "echo early; sleep 1.5; echo late")
+    job_id = await _run(server, "sh", "-c", "echo early; sleep 2; echo late")
     assert (await jobs(server, "wait", job_id)).returncode == 0
-    since = await jobs(server, "logs", "--since", "1s", job_id)
+    (document,) = json.loads((await jobs(server, "inspect", job_id)).stdout)
+    started = datetime.datetime.fromisoformat(document["started_at"])
+    middle = (started + datetime.timedelta(seconds=1)).isoformat()  # between the two lines
+    since = await jobs(server, "logs", "--since", middle, job_id)
     assert since.stdout == b"late\n"
-    until = await jobs(server, "logs", "--until", "1s", job_id)
+    until = await jobs(server, "logs", "--until", middle, job_id)
     assert until.stdout == b"early\n"
+    ago = await jobs(server, "logs", "--since", "1h", job_id)
+    assert ago.stdout == b"early\nlate\n"
     old = await jobs(server, "logs", "--until", "2000-01-01T00:00:00Z", job_id)
     assert (old.returncode, old.stdout) == (0, b"")
     bad = await jobs(server, "logs", "--since", "yesterday", job_id)
@@ -134,9 +140,12 @@ async def test_logs_since_and_until(server: RunningServer) -> None:
 
 
 async def test_logs_follow_with_tail(server: RunningServer) -> None:
-    script = "for i in 1 2 3 4; do echo $i; done; sleep 1; echo 5"
+    script = "for i in 1 2 3 4; do echo $i; done; sleep 4; echo 5"
     job_id = await _run(server, "sh", "-c", script)
-    await anyio.sleep(0.5)
+    with anyio.fail_after(10):
+        while (await jobs(server, "logs", job_id)).stdout != b"1\n2\n3\n4\n":
+            await anyio.sleep(0.1)
+    # The follower starts while "5" is still seconds away (a loaded machine included).
     result = await jobs(server, "logs", "-f", "--tail", "2", job_id)
     assert result.stdout == b"3\n4\n5\n"
 
