@@ -143,7 +143,7 @@ async def test_logs_follow_with_tail(server: RunningServer) -> None:
     script = "for i in 1 2 3 4; do echo $i; done; sleep 4; echo 5"
     job_id = await _run(server, "sh", "-c", script)
     with anyio.fail_after(10):
-        while (await jobs(server, "logs", job_id)).stdout != b"1\n2\n3\n4\n":
+        while (await jobs(server, "logs", job_id)).stdout != b"1\n2\n3\n4\n":  # noqa: ASYNC110 (polls another process)
             await anyio.sleep(0.1)
     # The follower starts while "5" is still seconds away (a loaded machine included).
     result = await jobs(server, "logs", "-f", "--tail", "2", job_id)
