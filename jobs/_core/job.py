@@ -117,7 +117,7 @@ class Job:
         """When the job ended (seconds since the epoch), or None while it runs."""
         return self._ended_at
 
-    async def _spawn(self, container: Container) -> Process:
+    async def _spawn(self, container: Container, env: dict[str, str], cwd: str) -> Process:
         """Start the main process in the job's container and namespaces."""
         spec = self.spec
         if spec.isolation and os.geteuid() != 0:
@@ -128,11 +128,10 @@ class Job:
         if spec.isolation:
             steps.append(namespaces.preexec(spec.isolation))
         start = namespaces.spawn_with_init if Namespace.PID in spec.isolation else spawn
-        env = self._environment()
         return await start(
             spec.argv,
             env,
-            self._cwd(env),
+            cwd,
             preexec=_chain(steps),
             spawned=container.spawned,
         )
@@ -221,8 +220,11 @@ class Job:
         """
         container: Container | None = None
         try:
-            container = self._containment.create(self.id, self.spec.limits, self.spec.cwd)
-            self._process = await self._spawn(container)
+            env = self._environment()
+            cwd = self._cwd(env)
+            # The default IO device is the one of the directory the job really starts in.
+            container = self._containment.create(self.id, self.spec.limits, cwd)
+            self._process = await self._spawn(container, env, cwd)
         except BaseException:
             self._log.close()
             if container is not None:
