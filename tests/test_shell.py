@@ -163,6 +163,11 @@ async def test_the_shell_function_routes_and_completes(name: str, server: Runnin
             offered = await _completions(sh, words)
             assert wanted <= offered, (words, offered)
 
+        # Real Tab presses, on the line editor: a subcommand, then a job's name.
+        output, status = await sh.run("jobs insp\tshellt\t")
+        assert status == 0, output
+        assert '"name": "shelltest"' in output, output
+
         # Exit codes pass through the function.
         output, status = await sh.run("jobs run -f -- sh -c 'exit 7'")
         assert status == 7, output
