@@ -37,3 +37,11 @@ def test_console_script() -> None:
         e for e in importlib.metadata.entry_points(group="console_scripts") if e.name == "jobs"
     ]
     assert script.value == "cli.main:main"
+
+
+def test_the_alias_console_script_is_the_same_tool() -> None:
+    # `jobs` is a shell builtin; scripts and /bin/sh call `jobsctl`.
+    (alias,) = [
+        e for e in importlib.metadata.entry_points(group="console_scripts") if e.name == "jobsctl"
+    ]
+    assert alias.value == "cli.main:main"
