@@ -27,6 +27,7 @@ from jobs.server import (
     DEFAULT_REGISTER_TTL,
     Registration,
     ServerConfig,
+    check_health_address,
     check_name,
     host_name,
 )
@@ -237,6 +238,14 @@ async def serve(
     )
     host, port = parse_address(listen)
     health = parse_address(health_listen) if health_listen is not None else None
+    if health is not None and not health_any_address:
+        try:
+            check_health_address(health[0])
+        except InvalidArgument:
+            raise CliError(
+                f"--health-listen {health_listen}: the plaintext health port listens on a "
+                "loopback address only (--health-any-address to expose it)"
+            ) from None
     if advertise is not None:
         parse_address(advertise)
     registration = _registration(register, register_ca, register_cert, register_key, register_ttl)

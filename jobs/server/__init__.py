@@ -10,6 +10,7 @@ record per event-loop iteration), ``_identity`` (name, labels, capabilities),
 and ``_notify`` (systemd's readiness protocol).
 """
 
+from ._health import check_health_address as check_health_address
 from ._identity import BUILTIN_PREFIX as BUILTIN_PREFIX
 from ._identity import ServerIdentity as ServerIdentity
 from ._identity import check_name as check_name
@@ -29,6 +30,7 @@ __all__ = [
     "ServerConfig",
     "ServerIdentity",
     "Serving",
+    "check_health_address",
     "check_name",
     "host_name",
     "serve",
