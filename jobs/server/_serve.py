@@ -141,7 +141,14 @@ async def serve(
     if config.health_listen is not None:
         check_health_address(config.health_listen[0], force=config.health_force)
     sock = _bind(config.host, config.port)
-    health_sock = _bind(*config.health_listen) if config.health_listen is not None else None
+    health_sock = None
+    if config.health_listen is not None:
+        try:
+            health_sock = _bind(*config.health_listen)
+        except OSError as exc:
+            sock.close()
+            host, port = config.health_listen
+            raise OSError(exc.errno, f"health port {host}:{port}: {exc.strerror}") from None
     async with JobManager(config.state_dir, config.manager) as manager:
         assert manager.containment is not None  # chosen on entering the manager
         identity = ServerIdentity.build(
