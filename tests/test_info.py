@@ -190,3 +190,13 @@ async def test_default_name_is_the_host_name_and_env_sets_labels(
         info = await stub.info(pb.InfoRequest())
     assert info.name == socket.gethostname()
     assert (info.labels["tier"], info.labels["zone"]) == ("db", "b")
+
+
+async def test_serve_refuses_a_bad_identity_before_touching_anything(
+    test_pki: Certificates, tmp_path: Path
+) -> None:
+    with pytest.raises(ExceptionGroup) as raised:
+        async with running_server(test_pki, tmp_path / "state", labels={"jobs.io/os": "x"}):
+            pass
+    assert raised.group_contains(InvalidArgument, match=r"jobs\.io/ prefix")
+    assert not (tmp_path / "state").exists()
