@@ -94,7 +94,7 @@ async def issue(
     click.echo(f"jobs: wrote {cert} and {key}", err=True)
 
 
-@pki.command("issue-server")
+@pki.command("issue-server", short_help="Issue a server certificate from the same CA.")
 @click.argument("name")
 @click.option(
     "--san",
