@@ -3,6 +3,7 @@ and it carries the API contract, service.proto, next to them."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import os
 import shutil
@@ -16,6 +17,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = ["jobs", "cli", "gen", "pki", "pyproject.toml", "README.md", "service.proto"]
 """What the build reads (the packages pyproject lists, and the files it names)."""
+BACKEND_MAJOR = 75
+"""pyproject's build-system requirement (setuptools>=75)."""
 
 pytestmark = pytest.mark.slow
 
@@ -23,8 +26,12 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The wheel built offline from a copy of the sources (the tree stays clean)."""
-    if importlib.util.find_spec("setuptools") is None:
-        pytest.skip("needs setuptools, the build backend, in the test environment")
+    try:
+        backend = importlib.metadata.version("setuptools")
+    except importlib.metadata.PackageNotFoundError:
+        backend = "0"
+    if int(backend.partition(".")[0]) < BACKEND_MAJOR:
+        pytest.skip(f"needs setuptools>={BACKEND_MAJOR} (the build backend), not {backend}")
     work = tmp_path_factory.mktemp("wheel")
     source = work / "source"
     source.mkdir()
