@@ -1,5 +1,5 @@
 """The installed distribution: the generic top-level names are ours, and its console
-script. (The public surface is tests/test_public_surface.py.)"""
+scripts. (The public surface is tests/test_public_surface.py.)"""
 
 from __future__ import annotations
 
@@ -26,3 +26,11 @@ def test_console_script() -> None:
         e for e in importlib.metadata.entry_points(group="console_scripts") if e.name == "jobs"
     ]
     assert script.value == "cli.main:main"
+
+
+def test_the_alias_console_script_is_the_same_tool() -> None:
+    # `jobs` is a shell builtin; scripts and /bin/sh call `jobsctl`.
+    (alias,) = [
+        e for e in importlib.metadata.entry_points(group="console_scripts") if e.name == "jobsctl"
+    ]
+    assert alias.value == "cli.main:main"

@@ -11,7 +11,7 @@ from types import ModuleType
 
 import pytest
 
-PUBLIC = ["jobs", "jobs.server", "jobs.client", "jobs.errors", "pki"]
+PUBLIC = ["jobs", "jobs.server", "jobs.client", "jobs.errors", "jobs.selectors", "pki"]
 """Every public module of the distribution's library packages (``cli`` is a program)."""
 OURS = {"jobs", "pki", "cli", "gen"}
 
@@ -22,16 +22,26 @@ SEAMS = {("JobManager.__init__", "containment")}
 
 
 def _offered(module: ModuleType) -> set[str]:
-    """The names ``module`` offers: public, not a module, not imported from another project."""
+    """The names ``module`` offers: public, not a module, and not imported for its own
+    use (from another project, or from the public module that offers it)."""
+    elsewhere = {
+        id(getattr(other, n))
+        for other in map(importlib.import_module, PUBLIC)
+        if other is not module
+        for n in other.__all__
+    }
     names = set()
-    for name, value in vars(module).items():
+    for name in dir(module):  # not vars(): `jobs` imports its names on first use
+        value = getattr(module, name)
         if name.startswith("_") or isinstance(value, ModuleType):
             continue
         if type(value).__module__ == "__future__":
             continue  # `from __future__ import annotations` leaves a name behind
         origin = getattr(value, "__module__", None) if callable(value) else None
         if origin is not None and origin.partition(".")[0] not in OURS:
-            continue  # Path, Channel, ...: imported for its own use
+            continue  # Path, Channel, ...
+        if name not in module.__all__ and id(value) in elsewhere:
+            continue  # jobs.errors.InvalidArgument, raised by jobs.selectors
         names.add(name)
     return names
 
