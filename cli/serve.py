@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import signal
@@ -29,6 +30,9 @@ from ._settings import DEFAULT_ADDR, home, local_user, parse_address, pki_dir, r
 __all__ = ["serve"]
 
 log = logging.getLogger("jobs.serve")
+
+_CONFIG_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ServerConfig)}
+"""The connection limits' defaults, as ``ServerConfig`` states them."""
 
 
 @click.command()
@@ -100,6 +104,42 @@ log = logging.getLogger("jobs.serve")
     show_default="10s",
     help="Default time between SIGTERM and SIGKILL.",
 )
+# -- connection limits (issue 14) --
+@click.option(
+    "--handshake-timeout",
+    type=DURATION,
+    default=_CONFIG_DEFAULTS["handshake_timeout"],
+    show_default="10s",
+    help="Time a new connection has to complete its TLS handshake.",
+)
+@click.option(
+    "--keepalive-time",
+    type=DURATION,
+    default=_CONFIG_DEFAULTS["keepalive_time"],
+    show_default="30s",
+    help="Silence after which the server pings a client.",
+)
+@click.option(
+    "--keepalive-timeout",
+    type=DURATION,
+    default=_CONFIG_DEFAULTS["keepalive_timeout"],
+    show_default="20s",
+    help="Time a pinged client has to answer before its connection is closed.",
+)
+@click.option(
+    "--max-request",
+    type=SIZE,
+    default=_CONFIG_DEFAULTS["max_request"],
+    show_default="64K",
+    help="Largest request message of every call but Run.",
+)
+@click.option(
+    "--max-run-request",
+    type=SIZE,
+    default=_CONFIG_DEFAULTS["max_run_request"],
+    show_default="1M",
+    help="Largest Run request message.",
+)
 async def serve(
     listen: str,
     ca: Path | None,
@@ -113,6 +153,11 @@ async def serve(
     history: int,
     history_age: float | None,
     grace: float,
+    handshake_timeout: float,
+    keepalive_time: float,
+    keepalive_timeout: float,
+    max_request: int,
+    max_run_request: int,
 ) -> None:
     """Serve the jobs API over mutual TLS.
 
@@ -124,6 +169,15 @@ async def serve(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     host, port = parse_address(listen)
+    for name, value in (
+        ("--handshake-timeout", handshake_timeout),
+        ("--keepalive-time", keepalive_time),
+        ("--keepalive-timeout", keepalive_timeout),
+        ("--max-request", max_request),
+        ("--max-run-request", max_run_request),
+    ):
+        if value <= 0:
+            raise click.BadParameter("must be more than 0", param_hint=name)
     if ca is None and cert is None and key is None:
         directory = pki_dir()
         created = authority.ensure_development_pki(directory, local_user())
@@ -148,6 +202,11 @@ async def serve(
             history_age=history_age,
             grace=grace,
         ),
+        handshake_timeout=handshake_timeout,
+        keepalive_time=keepalive_time,
+        keepalive_timeout=keepalive_timeout,
+        max_request=max_request,
+        max_run_request=max_run_request,
     )
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with anyio.create_task_group() as tg:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import anyio
 
-from ..errors import CannotExecute, InvalidArgument, LimitUnsupported
+from ..errors import CannotExecute, InvalidArgument, LimitUnsupported, echo
 
 __all__ = [
     "ExitStatus",
@@ -252,7 +252,7 @@ async def spawn(
 
 
 def _check_cwd(cwd: str) -> None:
-    subject = f"working directory {cwd!r}"
+    subject = f"working directory {echo(cwd)}"
     if not os.path.isabs(cwd):
         raise InvalidArgument(f"{subject} is not an absolute path")
     try:
@@ -270,16 +270,16 @@ def explain_exec_error(
     if exc.errno == errno.E2BIG:
         return InvalidArgument("the command and environment are over the kernel's size limit")
     if cwd is not None and exc.filename == cwd:
-        return CannotExecute(f"working directory {cwd!r}", exc.strerror or str(exc))
+        return CannotExecute(f"working directory {echo(cwd)}", exc.strerror or str(exc))
     name = argv[0]
-    subject = f"command {name!r}"
+    subject = f"command {echo(name)}"
     path = _resolve(name, env, cwd)
     if exc.errno == errno.ENOENT:
         if path is None:
             return CannotExecute(subject, "not found" if "/" in name else "not found in PATH")
         interpreter = _interpreter(path)
         if interpreter is not None:
-            return CannotExecute(subject, f"bad interpreter {interpreter!r}: no such file")
+            return CannotExecute(subject, f"bad interpreter {echo(interpreter)}: no such file")
         return CannotExecute(subject, "not found")
     if exc.errno == errno.EACCES and path is not None and os.path.isdir(path):
         return CannotExecute(subject, "is a directory")
