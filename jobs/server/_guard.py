@@ -176,7 +176,11 @@ class _CheckedStream:
                 Status.RESOURCE_EXHAUSTED,
                 f"the request is {length} bytes; this call accepts at most {self._cap}",
             )
-        body = await _grpclib.read_body(self._stream, length)
+        try:
+            body = await _grpclib.read_body(self._stream, length)
+        except ValueError as exc:
+            self._admitted()
+            raise GRPCError(Status.INVALID_ARGUMENT, str(exc)) from None
         self._admitted()
         try:
             return _grpclib.decode(self._stream, body)
