@@ -81,7 +81,10 @@ async def read_length_prefix(stream: Stream[object, object]) -> int | None:
 async def read_body(stream: Stream[object, object], length: int) -> bytes:
     """Read a message body of ``length`` bytes (after its prefix); ``Truncated`` when
     the stream ends before."""
-    return bytes(await _recv(stream, length))
+    body = await _recv(stream, length)
+    if len(body) != length:  # grpclib returns b"" when the stream ended before the body
+        raise Truncated
+    return bytes(body)
 
 
 async def drain(stream: Stream[object, object], length: int) -> None:

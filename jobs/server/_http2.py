@@ -125,7 +125,9 @@ class FrameFilter:
                 header = view[pos : pos + need]
             pos += need
             self._frame(header)
-            if not self._dropping:
+            if self._dropping:
+                clean = False
+            else:
                 pieces.append(header)
         if clean:
             return data
@@ -225,6 +227,22 @@ def check_request(headers: Sequence[tuple[str, str]]) -> Reset | Answer | None:
     return _check_grpc(headers, pseudo[":method"])
 
 
+_BASE64 = re.compile(r"[A-Za-z0-9+/]*(={0,2})")
+
+
+def _is_base64(value: str) -> bool:
+    """Whether a binary header's value is base64, padded or not (as gRPC sends it),
+    and decodes as grpclib will decode it."""
+    match = _BASE64.fullmatch(value)
+    if match is None or (len(value) - len(match[1])) % 4 == 1:
+        return False
+    try:
+        decode_bin_value(value.encode("ascii"))
+    except ValueError:
+        return False
+    return True
+
+
 def _check_grpc(headers: Sequence[tuple[str, str]], method: str) -> Answer | None:
     """What grpclib would answer UNKNOWN (or not at all), answered properly."""
     if method != "POST":
@@ -239,9 +257,7 @@ def _check_grpc(headers: Sequence[tuple[str, str]], method: str) -> Answer | Non
         elif name == "grpc-timeout":
             timeouts.append(value)
         elif name.endswith("-bin") and not name.startswith(("grpc-", ":")):
-            try:
-                decode_bin_value(value.encode("ascii"))
-            except ValueError:
+            if not _is_base64(value):
                 return Answer(Status.INVALID_ARGUMENT, f"header {_shown(name)} is not base64")
     if content_type is None or not (
         content_type == "application/grpc" or content_type.startswith("application/grpc+")
