@@ -33,9 +33,12 @@ EMPTY_MESSAGE = b"\0\0\0\0\0"
 
 def frame(kind: int, payload: bytes = b"", *, flags: int = 0, stream: int = 0) -> bytes:
     """One HTTP/2 frame, by hand."""
-    return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(
-        ">I", stream
-    ) + payload
+    return (
+        struct.pack(">I", len(payload))[1:]
+        + bytes([kind, flags])
+        + struct.pack(">I", stream)
+        + payload
+    )
 
 
 def frame_header(length: int, kind: int, *, flags: int = 0, stream: int = 0) -> bytes:

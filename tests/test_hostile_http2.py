@@ -13,10 +13,11 @@ import logging
 import pytest
 from grpclib.const import Status
 from h2.errors import ErrorCodes
-from hostile import EMPTY_MESSAGE, HEALTH, PREFACE, frame, frame_header, raw_peer, request_headers
 from harness import RunningServer
+from hostile import EMPTY_MESSAGE, HEALTH, PREFACE, frame, frame_header, raw_peer, request_headers
 
 from gen import service_pb2 as wire
+from gen.jobs import v1
 
 METHODS = ["Run", "Stop", "Status", "List", "Logs", "Wait"]
 
@@ -105,8 +106,10 @@ ANSWERED = {
         Status.INVALID_ARGUMENT,
     ),
     "content-type json": (
-        [("content-type", "application/json") if h[0] == "content-type" else h
-         for h in request_headers()],
+        [
+            ("content-type", "application/json") if h[0] == "content-type" else h
+            for h in request_headers()
+        ],
         Status.INVALID_ARGUMENT,
     ),
     "no te": ([h for h in request_headers() if h[0] != "te"], Status.INVALID_ARGUMENT),
@@ -235,3 +238,23 @@ async def test_split_frames_pass_through(server: RunningServer) -> None:
         stream.data_to_send()  # the preface and SETTINGS were sent by hand above
         outcome = await peer.outcome(await peer.request(request_headers(), EMPTY_MESSAGE))
     assert outcome.status == Status.OK.value, outcome
+
+
+@pytest.mark.parametrize("timeout", ["1m", "3m", "10m"])
+@pytest.mark.parametrize("method", ["Run", "Status", "Wait", "Logs"])
+async def test_short_deadlines(server: RunningServer, method: str, timeout: str) -> None:
+    """A deadline that runs out at any point of a call ends it DEADLINE_EXCEEDED (or
+    with the call's own answer), never UNKNOWN or INTERNAL."""
+    async with server.stub() as stub:
+        job = await stub.run(v1.RunRequest(command=["/bin/sleep", "3"]))
+    request = {
+        "Run": wire.RunRequest(command=["/bin/sleep", "1"]),
+        "Status": wire.StatusRequest(job_id=job.job.id),
+        "Wait": wire.WaitRequest(job_id=job.job.id),
+        "Logs": wire.LogsRequest(job_id=job.job.id, follow=True),
+    }[method].SerializeToString()
+    body = b"\0" + len(request).to_bytes(4, "big") + request
+    async with raw_peer(server) as peer:
+        headers = request_headers(f"/jobs.v1.JobService/{method}", grpc_timeout=timeout)
+        outcome = await peer.outcome(await peer.request(headers, body))
+    assert outcome.status in (Status.OK.value, Status.DEADLINE_EXCEEDED.value), outcome

@@ -256,9 +256,8 @@ def _check_grpc(headers: Sequence[tuple[str, str]], method: str) -> Answer | Non
             te = value
         elif name == "grpc-timeout":
             timeouts.append(value)
-        elif name.endswith("-bin") and not name.startswith(("grpc-", ":")):
-            if not _is_base64(value):
-                return Answer(Status.INVALID_ARGUMENT, f"header {_shown(name)} is not base64")
+        elif name.endswith("-bin") and not name.startswith("grpc-") and not _is_base64(value):
+            return Answer(Status.INVALID_ARGUMENT, f"header {_shown(name)} is not base64")
     if content_type is None or not (
         content_type == "application/grpc" or content_type.startswith("application/grpc+")
     ):
