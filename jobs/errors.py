@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "CannotExecute",
     "InvalidArgument",
+    "InvalidSelector",
     "JobNotFound",
     "JobsError",
     "LimitUnsupported",
@@ -50,6 +51,16 @@ class InvalidArgument(JobsError):
 
     def __init__(self, message: str) -> None:
         super().__init__(_cut(message))
+
+
+class InvalidSelector(InvalidArgument):
+    """A label selector that does not parse; ``position`` is where (0-based)."""
+
+    def __init__(self, selector: str, position: int, reason: str) -> None:
+        self.selector = selector
+        self.position = position
+        self.reason = reason
+        super().__init__(f"bad label selector at position {position}: {reason}")
 
 
 class CannotExecute(JobsError):
