@@ -21,6 +21,7 @@ from .fanout import fan_out
 from .memory import memory
 from .start import start_rate
 from .streaming import live_run, single_follower
+from .waves import rss_after_waves
 
 SCENARIOS: dict[str, Callable[[Bench], Awaitable[None]]] = {
     "stream": single_follower,
@@ -29,6 +30,7 @@ SCENARIOS: dict[str, Callable[[Bench], Awaitable[None]]] = {
     "control": control_plane,
     "start": start_rate,
     "memory": memory,
+    "waves": rss_after_waves,
 }
 
 

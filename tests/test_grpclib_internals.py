@@ -61,3 +61,11 @@ async def test_h2_frame_size() -> None:
 
     connection = H2Connection(H2Configuration(client_side=False))
     assert connection.max_inbound_frame_size == 16384
+
+
+async def test_handler_collection() -> None:
+    """jobs.server._trim's Reclaimer forgets closed connections with Server.__gc_collect__."""
+    server = Server([])
+    assert "self._handlers" in _source(Server.__gc_collect__)
+    assert "h.closing and h.check_closed()" in _source(Server.__gc_collect__)
+    server.__gc_collect__()

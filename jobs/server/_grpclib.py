@@ -21,6 +21,7 @@ from grpclib.server import Server, Stream
 from h2.errors import ErrorCodes
 
 from ._coalesce import coalescing
+from ._trim import Reclaimer
 
 __all__ = [
     "RequestCheck",
@@ -108,15 +109,16 @@ async def start_server(
     backlog: int,
 ) -> None:
     """``Server.start(sock=..., ssl=...)`` with a TLS handshake timeout, a listen
-    backlog, our HTTP/2 checks (``_http2``) and writes coalesced per loop iteration
-    (``_coalesce``)."""
+    backlog, our HTTP/2 checks (``_http2``), writes coalesced per loop iteration
+    (``_coalesce``), and the memory of closed connections reclaimed (``_trim``)."""
     if server._server is not None:
         raise RuntimeError("Server is already started")
     loop = asyncio.get_running_loop()
     from ._http2 import guarding  # it uses this module's other functions
 
+    reclaimer = Reclaimer(server.__gc_collect__)
     server._server = await loop.create_server(
-        coalescing(guarding(server._protocol_factory)),
+        coalescing(guarding(server._protocol_factory, reclaimer.connection_closed)),
         sock=sock,
         backlog=backlog,
         ssl=context,

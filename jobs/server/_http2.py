@@ -15,7 +15,8 @@ connection or a call answered UNKNOWN. This layer closes those gaps:
   is not base64) are answered with a proper status.
 - ``guarding`` wraps grpclib's protocol factory with both, and catches whatever
   else escapes h2 or grpclib for a connection: that connection is closed with
-  GOAWAY INTERNAL_ERROR and the bug logged, the others keep being served.
+  GOAWAY INTERNAL_ERROR and the bug logged, the others keep being served; and it
+  tells the server's ``Reclaimer`` (``_trim``) when a connection is gone.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from grpclib.const import Status
 from grpclib.metadata import decode_bin_value, encode_grpc_message
 from h2.errors import ErrorCodes
 
-from . import _grpclib, _trim
+from . import _grpclib
 
 __all__ = [
     "Answer",
@@ -286,19 +287,22 @@ def answer_headers(answer: Answer) -> list[tuple[str, str]]:
 # -- the protocol -------------------------------------------------------------------------
 
 
-def guarding(factory: Callable[[], asyncio.Protocol]) -> Callable[[], asyncio.Protocol]:
+def guarding(
+    factory: Callable[[], asyncio.Protocol], closed: Callable[[], None]
+) -> Callable[[], asyncio.Protocol]:
     """A factory of grpclib's protocols behind this layer (frames and request headers
-    checked), whose closed connections are reported to ``_trim``."""
+    checked); ``closed`` is called each time a connection is lost."""
 
     def make() -> asyncio.Protocol:
-        return _Protocol(factory())
+        return _Protocol(factory(), closed)
 
     return make
 
 
 class _Protocol(asyncio.Protocol):
-    def __init__(self, protocol: asyncio.Protocol) -> None:
+    def __init__(self, protocol: asyncio.Protocol, closed: Callable[[], None]) -> None:
         self._protocol = protocol
+        self._closed = closed
         self._filter: FrameFilter | None = None
         self._transport: asyncio.BaseTransport | None = None
         _grpclib.check_requests(protocol, _route)
@@ -335,7 +339,7 @@ class _Protocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._filter = None
         self._protocol.connection_lost(exc)
-        _trim.connection_closed()
+        self._closed()
 
     def pause_writing(self) -> None:
         self._protocol.pause_writing()

@@ -1,12 +1,12 @@
-"""Giving memory back to the system after bursts of connections.
+"""Giving memory back after bursts of connections.
 
-Each TLS connection costs the C allocator (OpenSSL, h2's buffers, grpclib's
-objects) a few hundred KiB; when a burst of clients leaves, the freed memory stays
-in glibc's heaps and the server's RSS stays at its high-water mark (78 -> 167 MiB
-over five waves of 500 clients). ``malloc_trim(0)`` returns the free pages of every
-heap. It costs a few milliseconds on a large heap, so it runs once things are
-quiet: ``TRIM_DELAY`` after the last connection closed, at most once per
-``TRIM_INTERVAL``. Without glibc it does nothing.
+A burst of new TLS clients left the server's RSS doubled (78 -> 167 MiB over five
+waves of 500) for as long as no new client came: grpclib forgets a closed
+connection's handler (and with it the connection's h2 state, TLS buffers and
+streams) only while accepting later connections, ten at a time. ``Reclaimer``
+does that collection once things are quiet after connections close, then asks
+glibc to return the freed pages (``malloc_trim``): ``RECLAIM_DELAY`` after a
+close, at most once per ``RECLAIM_INTERVAL``.
 """
 
 from __future__ import annotations
@@ -17,48 +17,58 @@ import ctypes.util
 import time
 from collections.abc import Callable
 
-__all__ = ["TRIM_DELAY", "TRIM_INTERVAL", "connection_closed", "trims"]
+__all__ = ["RECLAIM_DELAY", "RECLAIM_INTERVAL", "Reclaimer"]
 
-TRIM_DELAY = 1.0
-"""Seconds after a connection closes before the heap is trimmed (closes in a burst
-come together: one trim for all of them)."""
-TRIM_INTERVAL = 5.0
-"""Least seconds between two trims."""
+RECLAIM_DELAY = 1.0
+"""Seconds after a connection closes before memory is reclaimed (the closes of a
+burst come together: one reclaim for all of them)."""
+RECLAIM_INTERVAL = 2.0
+"""Least seconds between two reclaims."""
 
 
 def _malloc_trim() -> Callable[[int], int] | None:
-    name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name)
+        libc = ctypes.CDLL(ctypes.util.find_library("c"))
         trim: Callable[[int], int] = libc.malloc_trim
-    except (OSError, AttributeError):  # not glibc
+    except (OSError, AttributeError):  # not glibc: nothing to trim
         return None
     return trim
 
 
-_trim = _malloc_trim()
-_pending: asyncio.TimerHandle | None = None
-_last = float("-inf")
-trims = 0
-"""How many trims ran in this process (for tests and the benchmark)."""
+_TRIM = _malloc_trim()
 
 
-def connection_closed() -> None:
-    """Note that a connection closed: trim the heap soon, unless a trim is already due."""
-    global _pending
-    if _trim is None or _pending is not None:
-        return
-    delay = max(TRIM_DELAY, _last + TRIM_INTERVAL - time.monotonic())
-    try:
-        _pending = asyncio.get_running_loop().call_later(delay, _run)
-    except RuntimeError:  # no loop: a connection closed at interpreter exit
-        return
+class Reclaimer:
+    """Runs ``collect`` (forget closed connections), then ``malloc_trim(0)``, soon after
+    connections close, rate-limited."""
 
+    def __init__(self, collect: Callable[[], None]) -> None:
+        self._collect = collect
+        self._pending: asyncio.TimerHandle | None = None
+        self._last = float("-inf")
+        self.runs = 0
+        """How many reclaims ran (for tests)."""
 
-def _run() -> None:
-    global _pending, _last, trims
-    _pending = None
-    _last = time.monotonic()
-    if _trim is not None:
-        _trim(0)
-        trims += 1
+    def connection_closed(self) -> None:
+        """Note that a connection closed: reclaim soon, unless a reclaim is already due."""
+        if self._pending is not None:
+            return
+        delay = max(RECLAIM_DELAY, self._last + RECLAIM_INTERVAL - time.monotonic())
+        try:
+            self._pending = asyncio.get_running_loop().call_later(delay, self._run)
+        except RuntimeError:  # no running loop: the server is gone
+            return
+
+    def close(self) -> None:
+        """Cancel a pending reclaim."""
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
+
+    def _run(self) -> None:
+        self._pending = None
+        self._last = time.monotonic()
+        self._collect()
+        if _TRIM is not None:
+            _TRIM(0)
+        self.runs += 1
