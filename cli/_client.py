@@ -100,7 +100,7 @@ async def connect(
         key=key or directory / f"{user}.key",
     )
     try:
-        with connection_errors(addr):
+        with connection_errors(addr, channel):
             yield pb.JobServiceStub(channel)
     finally:
         channel.close()
