@@ -16,6 +16,7 @@ __all__ = [
     "LimitUnsupported",
     "OffsetOutOfRange",
     "ShuttingDown",
+    "StateDiskFull",
     "TooManyJobs",
     "TooManyStreams",
     "echo",
@@ -125,3 +126,11 @@ class ShuttingDown(JobsError):
 
     def __init__(self) -> None:
         super().__init__("the server is shutting down")
+
+
+class StateDiskFull(JobsError):
+    """The server's state disk has no room for a new job's record: no job is started."""
+
+    def __init__(self, state_dir: str) -> None:
+        self.state_dir = state_dir
+        super().__init__("the state disk is full: no room for the job's record")

@@ -18,7 +18,7 @@ from .containment import Container, Containment
 from .model import JobInfo, JobSpec, JobState, Namespace, Stream
 from .output import LogReader, OutputLog
 from .process import ExitStatus, Process, clean_environment, process_start_time, spawn
-from .records import save_record
+from .records import create_record, save_record
 from .settings import DEFAULT_GRACE
 
 __all__ = ["Job"]
@@ -172,6 +172,8 @@ class Job:
         """
         container: Container | None = None
         try:
+            # On disk before the process exists: a job that ran is never forgotten.
+            create_record(self.directory, self.info())
             container = self._containment.create(self.id, self.spec.limits, self.spec.cwd)
             self._process = await self._spawn(container)
         except BaseException:

@@ -32,6 +32,7 @@ from ..errors import (
     LimitUnsupported,
     OffsetOutOfRange,
     ShuttingDown,
+    StateDiskFull,
     TooManyJobs,
     TooManyStreams,
 )
@@ -50,6 +51,7 @@ STATUS: Mapping[type[JobsError], Status] = {
     OffsetOutOfRange: Status.OUT_OF_RANGE,
     TooManyJobs: Status.RESOURCE_EXHAUSTED,
     TooManyStreams: Status.RESOURCE_EXHAUSTED,
+    StateDiskFull: Status.RESOURCE_EXHAUSTED,
     ShuttingDown: Status.UNAVAILABLE,
 }
 
