@@ -18,6 +18,7 @@ import pki
 from ._harness import Bench
 from .control import control_plane
 from .fanout import fan_out
+from .init import init_cost
 from .memory import memory
 from .start import start_rate
 from .streaming import live_run, single_follower
@@ -31,6 +32,7 @@ SCENARIOS: dict[str, Callable[[Bench], Awaitable[None]]] = {
     "start": start_rate,
     "memory": memory,
     "waves": rss_after_waves,
+    "init": init_cost,
 }
 
 

@@ -31,6 +31,7 @@ __all__ = [
     "explain_exec_error",
     "proc_stat",
     "process_start_time",
+    "resolve_command",
     "spawn",
 ]
 
@@ -70,8 +71,17 @@ class ExitStatus:
 class Process:
     """A started main process: its pid, a pidfd, and the read ends of its pipes."""
 
-    def __init__(self, popen: subprocess.Popen[bytes], stdout: int, stderr: int) -> None:
+    def __init__(
+        self,
+        popen: subprocess.Popen[bytes],
+        stdout: int,
+        stderr: int,
+        *,
+        translate: Callable[[ExitStatus], ExitStatus] | None = None,
+    ) -> None:
         self._popen = popen
+        self._translate = translate
+        """How the main process's end tells the command's (an init's exit code)."""
         self.pid = popen.pid
         # Our own unreaped child: its pid cannot have been reused yet.
         self._pidfd = os.pidfd_open(popen.pid)
@@ -109,7 +119,7 @@ class Process:
         if self._pidfd >= 0:
             result = os.waitid(os.P_PIDFD, self._pidfd, os.WEXITED)
             assert result is not None
-            self._status = _exit_status(result)
+            self._status = self._status_of(result)
             os.close(self._pidfd)
             self._pidfd = -1
             # Tell subprocess we reaped it, or it warns that the process "is still running".
@@ -138,7 +148,11 @@ class Process:
 
     def _peek(self) -> ExitStatus | None:
         result = os.waitid(os.P_PIDFD, self._pidfd, os.WEXITED | os.WNOWAIT | os.WNOHANG)
-        return None if result is None else _exit_status(result)
+        return None if result is None else self._status_of(result)
+
+    def _status_of(self, result: os.waitid_result) -> ExitStatus:
+        status = _exit_status(result)
+        return status if self._translate is None else self._translate(status)
 
 
 def _group_alive(pgid: int) -> bool:
@@ -187,13 +201,18 @@ async def spawn(
     preexec: Callable[[], None] | None = None,
     pass_fds: Sequence[int] = (),
     spawned: Callable[[Process | None], None] | None = None,
+    around_fork: Callable[[], contextlib.AbstractContextManager[None]] | None = None,
+    translate: Callable[[ExitStatus], ExitStatus] | None = None,
 ) -> Process:
     """Start ``argv`` (never through a shell) and return once it runs.
 
     ``preexec`` runs in the child before exec; without it the fast vfork path is
     used. ``spawned`` is told, right after the fork, the process (or None when
     it could not be started), so the job's container can release what its
-    preexec held. The blocking part runs in a worker thread so the event loop never stalls.
+    preexec held. ``around_fork`` is entered around the fork in the thread that
+    forks (to set what the child inherits from that thread, e.g. a PID namespace);
+    ``translate`` maps the main process's end to the command's (see ``Process``).
+    The blocking part runs in a worker thread so the event loop never stalls.
     Raises ``CannotExecute`` naming the cause when the command or the working
     directory cannot be used, ``InvalidArgument`` when the kernel refuses the size
     of argv and environment.
@@ -211,6 +230,10 @@ async def spawn(
                 pass  # over the unprivileged maximum: the default size works, only slower
 
         def start() -> subprocess.Popen[bytes]:
+            with around_fork() if around_fork is not None else contextlib.nullcontext():
+                return fork()
+
+        def fork() -> subprocess.Popen[bytes]:
             return subprocess.Popen(
                 list(argv),
                 stdin=subprocess.DEVNULL,
@@ -245,7 +268,7 @@ async def spawn(
     finally:
         os.close(out_w)
         os.close(err_w)
-    process = Process(popen, out_r, err_r)
+    process = Process(popen, out_r, err_r, translate=translate)
     if spawned is not None:
         spawned(process)
     return process
@@ -273,7 +296,7 @@ def explain_exec_error(
         return CannotExecute(f"working directory {echo(cwd)}", exc.strerror or str(exc))
     name = argv[0]
     subject = f"command {echo(name)}"
-    path = _resolve(name, env, cwd)
+    path = resolve_command(name, env, cwd)
     if exc.errno == errno.ENOENT:
         if path is None:
             return CannotExecute(subject, "not found" if "/" in name else "not found in PATH")
@@ -290,7 +313,8 @@ def explain_exec_error(
     return CannotExecute(subject, exc.strerror or str(exc))
 
 
-def _resolve(name: str, env: Mapping[str, str], cwd: str | None) -> str | None:
+def resolve_command(name: str, env: Mapping[str, str], cwd: str | None) -> str | None:
+    """Where exec would find command ``name`` (through PATH without a slash), or None."""
     if "/" in name:
         path = os.path.join(cwd or os.getcwd(), name)
         return path if os.path.lexists(path) else None
