@@ -252,5 +252,5 @@ async def _command_started(process: Process, init: Path) -> None:
             except OSError:
                 continue
         await anyio.sleep(delay)
-        delay = min(0.001 + delay * 2, 0.01)
+        delay = min(0.0005 + delay * 2, 0.002)
     log.warning("the command of pid %d has not started after %.0f s", process.pid, EXEC_WAIT)
