@@ -48,7 +48,7 @@ from .process import (
     spawn,
 )
 
-__all__ = ["init_path", "preexec", "spawn_with_init"]
+__all__ = ["available", "init_path", "preexec", "spawn_with_init"]
 
 log = logging.getLogger(__name__)
 
@@ -254,3 +254,12 @@ async def _command_started(process: Process, init: Path) -> None:
         await anyio.sleep(delay)
         delay = min(0.0005 + delay * 2, 0.002)
     log.warning("the command of pid %d has not started after %.0f s", process.pid, EXEC_WAIT)
+
+
+def available() -> frozenset[Namespace]:
+    """The namespaces jobs can be isolated in here: all three for root (unshare
+    needs CAP_SYS_ADMIN), none otherwise."""
+    if os.geteuid() != 0:
+        return frozenset()
+    files = {Namespace.PID: "pid", Namespace.MOUNT: "mnt", Namespace.NET: "net"}
+    return frozenset(ns for ns, name in files.items() if Path(f"/proc/self/ns/{name}").exists())

@@ -12,6 +12,7 @@ blocks, so a full state disk cannot lose them.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import os
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StateDiskFull
-from .model import IoRate, JobInfo, JobSpec, JobState, Limits, Namespace
+from .model import IoRate, JobInfo, JobSpec, JobState, Limits, Namespace, Usage
 
 __all__ = ["RECORD", "RECORD_SLACK", "create_record", "load_record", "save_record"]
 
@@ -111,6 +112,9 @@ def _encode(info: JobInfo, start_time: int | None) -> bytes:
         "exit_code": info.exit_code,
         "signal": info.signal,
         "lost_bytes": info.lost_bytes,
+        "name": spec.name,
+        "labels": dict(spec.labels),
+        "usage": None if info.usage is None else dataclasses.asdict(info.usage),
     }
     return json.dumps(document).encode()
 
@@ -136,7 +140,11 @@ def load_record(directory: Path) -> tuple[JobInfo, int | None]:
             io_write=tuple(IoRate(rate, device) for rate, device in limits["io_write"]),
         ),
         isolation=frozenset(Namespace(ns) for ns in document["isolation"]),
+        # Records written before names, labels and usage existed have none.
+        name=document.get("name"),
+        labels=tuple(sorted(document.get("labels", {}).items())),
     )
+    usage = document.get("usage")
     info = JobInfo(
         id=document["id"],
         owner=document["owner"],
@@ -148,5 +156,6 @@ def load_record(directory: Path) -> tuple[JobInfo, int | None]:
         exit_code=document["exit_code"],
         signal=document["signal"],
         lost_bytes=document["lost_bytes"],
+        usage=None if usage is None else Usage(**usage),
     )
     return info, document["pid_start_time"]
