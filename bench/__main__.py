@@ -19,10 +19,12 @@ from ._harness import Bench
 from .cli import cli_start, tail_of_a_big_log
 from .control import control_plane
 from .fanout import fan_out
+from .init import init_cost
 from .memory import memory
 from .registration import registration
 from .start import start_rate
 from .streaming import live_run, single_follower
+from .waves import rss_after_waves
 
 SCENARIOS: dict[str, Callable[[Bench], Awaitable[None]]] = {
     "stream": single_follower,
@@ -34,6 +36,8 @@ SCENARIOS: dict[str, Callable[[Bench], Awaitable[None]]] = {
     "cli": cli_start,
     "tail": tail_of_a_big_log,
     "registration": registration,
+    "waves": rss_after_waves,
+    "init": init_cost,
 }
 
 

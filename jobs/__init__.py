@@ -3,7 +3,7 @@
 The tree is the architecture:
 
 - ``jobs._core``: the job engine (manager, job, process, output log, records,
-  namespaces, the minimal init, ``containment/`` for cgroup v2, cgroup v1 and
+  namespaces (dumb-init as PID 1 of a PID namespace), ``containment/`` for v2, v1 and
   the process group). It knows nothing of gRPC: anyio and the standard library.
 - ``jobs.server``: the gRPC adapter: ``serve`` and its config, the servicer
   (translation only), the wire encoding, the guard (caps, authn, authz, the error

@@ -101,7 +101,8 @@ async def running_server(
     """Serve on 127.0.0.1 port 0 for the duration of the block (``options`` go to
     ``ServerConfig``; the manager's grace is 2 s unless ``settings`` say otherwise).
 
-    Every call's final status is recorded; leaving fails if any ended UNKNOWN.
+    Every call's final status is recorded; leaving fails if any ended UNKNOWN or
+    INTERNAL (our bug).
     """
     config = ServerConfig(
         cert=test_pki.server.cert,
@@ -131,8 +132,11 @@ async def running_server(
             )
         finally:
             tg.cancel_scope.cancel()
-    unknown = [message for message, status in statuses if status is Status.UNKNOWN]
-    assert not unknown, f"calls ended UNKNOWN: {unknown}"
+    bad = [(status.name, message) for message, status in statuses if status in _NEVER]
+    assert not bad, f"calls ended UNKNOWN or INTERNAL: {bad}"
+
+
+_NEVER = (Status.UNKNOWN, Status.INTERNAL)
 
 
 JOBS = str(Path(sys.executable).with_name("jobs"))
