@@ -13,7 +13,6 @@ from pathlib import Path
 import anyio
 
 import bench
-import pki
 
 from ._harness import Bench
 from .control import control_plane
@@ -35,12 +34,7 @@ SCENARIOS: dict[str, Callable[[Bench], Awaitable[None]]] = {
 async def run(args: argparse.Namespace) -> None:
     """Make a PKI, start the server, run the chosen scenarios in the table's order."""
     with tempfile.TemporaryDirectory(prefix="jobs-bench-") as tmp:
-        workdir = Path(tmp)
-        ca = pki.create_ca()
-        pki.write_identity(ca, workdir, "ca")
-        pki.write_identity(pki.issue_server(ca), workdir, "server")
-        pki.write_identity(pki.issue_client(ca, "bench", "full"), workdir, "bench")
-        b = Bench(args, workdir)
+        b = Bench(args, Path(tmp))
         await b.start_server()
         try:
             assert b.state is not None
