@@ -10,8 +10,8 @@ tests::
         channel = server.channel(pki.clients["ci"])
         ...
 
-The server's log (its stderr) is drained all along, so it never blocks on a full
-pipe, and kept in `JobsServer.log`.
+The server's log (its stdout and stderr) is drained all along, so it never blocks on a
+full pipe, and kept in `JobsServer.log`.
 """
 
 from __future__ import annotations
@@ -155,7 +155,7 @@ class JobsServer:
 
     @property
     def log(self) -> bytes:
-        """Everything the server wrote on its stderr so far (every start)."""
+        """Everything the server wrote on its stdout and stderr so far (every start)."""
         return bytes(self._log)
 
     async def start(self) -> None:
