@@ -16,6 +16,7 @@ import bench
 
 from . import _report
 from ._harness import Bench
+from .cli import cli_start, tail_of_a_big_log
 from .control import control_plane
 from .fanout import fan_out
 from .memory import memory
@@ -29,6 +30,8 @@ SCENARIOS: dict[str, Callable[[Bench], Awaitable[None]]] = {
     "control": control_plane,
     "start": start_rate,
     "memory": memory,
+    "cli": cli_start,
+    "tail": tail_of_a_big_log,
 }
 
 

@@ -19,6 +19,7 @@ from grpclib.client import Channel
 
 from gen.jobs import v1 as pb
 from jobs.client import open_channel
+from jobs.testing import JOBS as JOBS  # re-exported: scenarios run the CLI
 from jobs.testing import JobsServer, write_pki
 
 MiB = 1 << 20
