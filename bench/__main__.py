@@ -40,6 +40,7 @@ async def run(args: argparse.Namespace) -> None:
     then write the figures (``--json``) and compare them (``--compare``)."""
     with tempfile.TemporaryDirectory(prefix="jobs-bench-") as tmp:
         b = Bench(args, Path(tmp))
+        meta = _report.metadata(args)
         completed = False
         try:
             await b.start_server()
@@ -56,7 +57,7 @@ async def run(args: argparse.Namespace) -> None:
         finally:
             await b.stop_server()
             # Even a run that failed half-way keeps the figures it has (marked incomplete).
-            this_run = _report.document(args, b.rows, completed)
+            this_run = _report.document(meta, b.rows, completed)
             if args.json is not None:
                 _report.write(args.json, this_run)
     if args.compare:

@@ -31,8 +31,9 @@ FORMAT = 1
 PROJECT = Path(__file__).resolve().parent.parent
 
 
-def metadata(args: argparse.Namespace, completed: bool) -> dict[str, Any]:
-    """Where and how the figures were measured."""
+def metadata(args: argparse.Namespace) -> dict[str, Any]:
+    """Where and how the figures are measured (taken as the run starts: the tree may
+    change during a run of minutes)."""
     return {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "git_commit": _git("rev-parse", "HEAD"),
@@ -44,7 +45,6 @@ def metadata(args: argparse.Namespace, completed: bool) -> dict[str, Any]:
         "args": {
             name: value for name, value in vars(args).items() if name not in {"json", "compare"}
         },
-        "completed": completed,
     }
 
 
@@ -59,10 +59,10 @@ def _git(*command: str) -> str | None:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
-def document(args: argparse.Namespace, rows: list[Row], completed: bool) -> dict[str, Any]:
-    """Every figure of the run, with its metadata, as `--json` writes them."""
+def document(meta: dict[str, Any], rows: list[Row], completed: bool) -> dict[str, Any]:
+    """Every figure of the run, with its `metadata`, as `--json` writes them."""
     figures = [{**asdict(row), "ratio": row.ratio} for row in rows]
-    return {"format": FORMAT, "metadata": metadata(args, completed), "figures": figures}
+    return {"format": FORMAT, "metadata": {**meta, "completed": completed}, "figures": figures}
 
 
 def write(path: Path, run: dict[str, Any]) -> None:
