@@ -20,6 +20,7 @@ from .cli import cli_start, tail_of_a_big_log
 from .control import control_plane
 from .fanout import fan_out
 from .memory import memory
+from .registration import registration
 from .start import start_rate
 from .streaming import live_run, single_follower
 
@@ -32,6 +33,7 @@ SCENARIOS: dict[str, Callable[[Bench], Awaitable[None]]] = {
     "memory": memory,
     "cli": cli_start,
     "tail": tail_of_a_big_log,
+    "registration": registration,
 }
 
 
