@@ -54,7 +54,6 @@ JOBS = str(Path(sys.executable).with_name("jobs"))
 """The `jobs` console script installed next to this interpreter."""
 START_TIMEOUT = 20.0  # seconds for `jobs serve` to say where it listens
 STOP_TIMEOUT = 30.0  # seconds for it to end after the signal, before SIGKILL
-_LISTENING = re.compile(rb"listening on 127\.0\.0\.1:(\d+)")
 
 
 @dataclass(frozen=True)
@@ -74,15 +73,22 @@ class ThrowawayPki:
     clients: dict[str, PemFiles]
 
 
-def write_pki(directory: Path, clients: Mapping[str, str | None] | None = None) -> ThrowawayPki:
+def write_pki(
+    directory: Path,
+    clients: Mapping[str, str | None] | None = None,
+    server_names: Sequence[str] = (),
+) -> ThrowawayPki:
     """Make a new CA in ``directory`` (`ca.crt`, `ca.key`), a server identity
-    (`server.crt`, `server.key`) and one client identity per entry of ``clients``
-    (account name -> role, `full`, `readonly` or None; `NAME.crt`, `NAME.key`).
-    By default, one `full` client named `client`."""
+    (`server.crt`, `server.key`: localhost, 127.0.0.1, ::1 and ``server_names``) and
+    one client identity per entry of ``clients`` (account name -> role, `full`,
+    `readonly` or None; `NAME.crt`, `NAME.key`). By default, one `full` client
+    named `client`."""
     directory.mkdir(parents=True, exist_ok=True)
     ca = _pki.create_ca()
     ca_cert, _ = _pki.write_identity(ca, directory, "ca")
-    server = PemFiles(*_pki.write_identity(_pki.issue_server(ca), directory, "server"))
+    server = PemFiles(
+        *_pki.write_identity(_pki.issue_server(ca, server_names), directory, "server")
+    )
     written = {
         name: PemFiles(*_pki.write_identity(_pki.issue_client(ca, name, role), directory, name))
         for name, role in (clients if clients is not None else {"client": "full"}).items()
@@ -118,11 +124,12 @@ class ServerDidNotStart(RuntimeError):
 
 
 class JobsServer:
-    """`jobs serve` as a subprocess on 127.0.0.1 port 0, with the CA and server
-    identity of ``pki``, the state in ``state_dir`` and ``options`` added to its
-    command line (``command`` runs the CLI: the `jobs` script next to this Python by
-    default; ``start_timeout``: seconds to wait for its port). It can be started again
-    once stopped: same state, a new port."""
+    """`jobs serve` as a subprocess on ``host`` (127.0.0.1) port 0, with the CA and
+    server identity of ``pki``, the state in ``state_dir`` and ``options`` added to
+    its command line (``command`` runs the CLI: the `jobs` script next to this Python
+    by default; ``start_timeout``: seconds to wait for its port; ``env``: variables
+    added to this process's environment). It can be started again once stopped:
+    same state, a new port."""
 
     def __init__(
         self,
@@ -131,6 +138,8 @@ class JobsServer:
         *options: str,
         command: Sequence[str] = (JOBS,),
         start_timeout: float = START_TIMEOUT,
+        host: str = "127.0.0.1",
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.state_dir = state_dir
         self.ca = pki.ca
@@ -139,7 +148,8 @@ class JobsServer:
         self.command = command
         self.start_timeout = start_timeout
         self.process: anyio.abc.Process | None = None
-        self.host = "127.0.0.1"
+        self.host = host
+        self.env = {**os.environ, **(env or {})}
         self.port = 0
         self._log = bytearray()
         self._drain: threading.Thread | None = None
@@ -167,7 +177,7 @@ class JobsServer:
         if self.process is not None:
             raise RuntimeError(f"{self!r} is already running")
         argv = [
-            *self.command, "serve", "--listen=127.0.0.1:0", f"--ca={self.ca}",
+            *self.command, "serve", f"--listen={self.host}:0", f"--ca={self.ca}",
             f"--cert={self.server_files.cert}", f"--key={self.server_files.key}",
             f"--state-dir={self.state_dir}", *self.options,
         ]  # fmt: skip
@@ -176,7 +186,7 @@ class JobsServer:
         reader, writer = os.pipe()
         try:
             self.process = await anyio.open_process(
-                argv, stdin=subprocess.DEVNULL, stdout=writer, stderr=writer
+                argv, stdin=subprocess.DEVNULL, stdout=writer, stderr=writer, env=self.env
             )
         except BaseException:
             os.close(reader)
@@ -199,7 +209,8 @@ class JobsServer:
         os.set_blocking(reader, False)
         try:
             with anyio.move_on_after(self.start_timeout):
-                while not (found := _LISTENING.search(self._log, since)):
+                listening = re.compile(rb"listening on %s:(\d+)" % re.escape(self.host.encode()))
+                while not (found := listening.search(self._log, since)):
                     await anyio.wait_readable(reader)
                     try:
                         chunk = os.read(reader, 65536)

@@ -28,6 +28,7 @@ from jobs import Chunk, JobManager, ManagerSettings, Stream
 from jobs._core.containment import CGROUP_ROOT, CgroupV1
 from jobs.client import open_channel
 from jobs.server import ServerConfig, Serving, serve
+from jobs.testing import JOBS as JOBS  # the console script, for the tests that run it
 from jobs.testing import JobsServer, ServerDidNotStart
 
 # -- what this host can do: decided here, once -------------------------------------

@@ -79,6 +79,19 @@ async def test_it_starts_again_on_the_same_state(tmp_path: Path) -> None:
     assert server.log.count(b"listening on") == 2
 
 
+async def test_another_loopback_address_and_environment(tmp_path: Path) -> None:
+    pki = write_pki(tmp_path / "pki", server_names=["127.0.0.2"])
+    env = {"JOBS_SERVER_NAME": "testing-7"}
+    async with JobsServer(tmp_path / "state", pki, host="127.0.0.2", env=env) as server:
+        assert server.address == f"127.0.0.2:{server.port}"
+        channel = server.channel(pki.clients["client"])
+        try:
+            info = await pb.JobServiceStub(channel).info(pb.InfoRequest())
+        finally:
+            channel.close()
+    assert info.name == "testing-7"
+
+
 async def test_a_server_that_fails_to_start_says_why(tmp_path: Path) -> None:
     pki = write_pki(tmp_path / "pki")
     (tmp_path / "pki" / "server.key").unlink()
