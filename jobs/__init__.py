@@ -11,6 +11,8 @@ The tree is the architecture:
 - ``jobs.client``: a channel to a server over mutual TLS, and plain connection errors.
 - ``jobs.errors``: the core's expected errors, one class per condition.
 - ``jobs.selectors``: Kubernetes label selectors, shared by the core and the CLI.
+- ``jobs.testing``: the real `jobs serve` as a subprocess with a throwaway PKI, for
+  integration tests (ours, the benchmarks', another service's).
 - Outside: ``gen`` (generated stubs), ``pki`` (certificates), ``cli`` (nothing imports it).
 
 The import-linter contracts in pyproject.toml name these packages and keep the

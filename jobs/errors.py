@@ -8,6 +8,8 @@ codes to messages and exit codes in one place. Anything else escaping is a bug.
 from __future__ import annotations
 
 __all__ = [
+    "ECHO_LIMIT",
+    "MESSAGE_LIMIT",
     "AmbiguousJob",
     "CannotExecute",
     "InvalidArgument",
