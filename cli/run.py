@@ -21,6 +21,7 @@ __all__ = ["run"]
     "-e", "--env", "env", type=ENV, multiple=True, help="Set NAME=VALUE (NAME alone: pass ours on)."
 )
 @click.option("--cwd", help="Working directory (an absolute path on the server).")
+@click.option("--user", help="Run as this user (name or uid), if the server allows it.")
 @click.option("--cpu", type=float, help="CPU limit in cores, e.g. 0.5.")
 @click.option("--memory", type=SIZE, help="Memory limit, e.g. 256M.")
 @click.option(
@@ -36,6 +37,7 @@ async def run(
     follow: bool,
     env: tuple[tuple[str, str], ...],
     cwd: str | None,
+    user: str | None,
     cpu: float | None,
     memory: int | None,
     io_read: tuple[IoRate, ...],
@@ -63,6 +65,7 @@ async def run(
         ),
         isolation=[pb.Namespace[n.name] for n in sorted(isolate or (), key=lambda n: n.value)],
         timeout_seconds=timeout,
+        user=user or "",
     )
     async with server.connect() as stub:
         job = (await stub.run(request)).job

@@ -34,6 +34,9 @@ from ._core.settings import DEFAULT_MAX_RUNNING as DEFAULT_MAX_RUNNING
 from ._core.settings import DEFAULT_MAX_STREAMS as DEFAULT_MAX_STREAMS
 from ._core.settings import DEFAULT_OUTPUT_CAP as DEFAULT_OUTPUT_CAP
 from ._core.settings import ManagerSettings as ManagerSettings
+from ._core.users import DEFAULT_USER as DEFAULT_USER
+from ._core.users import RunAs as RunAs
+from ._core.users import UserPolicy as UserPolicy
 from .errors import CannotExecute as CannotExecute
 from .errors import InvalidArgument as InvalidArgument
 from .errors import JobNotFound as JobNotFound
@@ -41,8 +44,11 @@ from .errors import JobsError as JobsError
 from .errors import LimitUnsupported as LimitUnsupported
 from .errors import OffsetOutOfRange as OffsetOutOfRange
 from .errors import ShuttingDown as ShuttingDown
+from .errors import StateDirectoryLocked as StateDirectoryLocked
 from .errors import TooManyJobs as TooManyJobs
 from .errors import TooManyStreams as TooManyStreams
+from .errors import UnknownUser as UnknownUser
+from .errors import UserNotAllowed as UserNotAllowed
 
 __all__ = [
     "DEFAULT_GRACE",
@@ -50,6 +56,7 @@ __all__ = [
     "DEFAULT_MAX_RUNNING",
     "DEFAULT_MAX_STREAMS",
     "DEFAULT_OUTPUT_CAP",
+    "DEFAULT_USER",
     "CannotExecute",
     "Chunk",
     "Gap",
@@ -68,8 +75,13 @@ __all__ = [
     "ManagerSettings",
     "Namespace",
     "OffsetOutOfRange",
+    "RunAs",
     "ShuttingDown",
+    "StateDirectoryLocked",
     "Stream",
     "TooManyJobs",
     "TooManyStreams",
+    "UnknownUser",
+    "UserNotAllowed",
+    "UserPolicy",
 ]

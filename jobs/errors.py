@@ -15,8 +15,11 @@ __all__ = [
     "LimitUnsupported",
     "OffsetOutOfRange",
     "ShuttingDown",
+    "StateDirectoryLocked",
     "TooManyJobs",
     "TooManyStreams",
+    "UnknownUser",
+    "UserNotAllowed",
 ]
 
 
@@ -90,3 +93,29 @@ class ShuttingDown(JobsError):
 
     def __init__(self) -> None:
         super().__init__("the server is shutting down")
+
+
+class UserNotAllowed(JobsError):
+    """The server's policy does not let jobs run as this user."""
+
+    def __init__(self, user: str) -> None:
+        self.user = user
+        super().__init__(f"jobs may not run as user {user!r} on this server")
+
+
+class UnknownUser(JobsError):
+    """No user of this name or uid exists on the server's host."""
+
+    def __init__(self, user: str) -> None:
+        self.user = user
+        super().__init__(f"no user {user!r} on this host")
+
+
+class StateDirectoryLocked(JobsError):
+    """Another server already uses this state directory."""
+
+    def __init__(self, directory: str, pid: int | None) -> None:
+        self.directory = directory
+        self.pid = pid
+        holder = f"process {pid}" if pid else "another process"
+        super().__init__(f"the state directory {directory} is in use by {holder}")

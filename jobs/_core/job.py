@@ -20,6 +20,7 @@ from .output import LogReader, OutputLog
 from .process import ExitStatus, Process, clean_environment, process_start_time, spawn
 from .records import save_record
 from .settings import DEFAULT_GRACE
+from .users import RunAs
 
 __all__ = ["Job"]
 
@@ -46,6 +47,7 @@ class Job:
         grace: float = DEFAULT_GRACE,
         output_cap: int | None = None,
         log: OutputLog | None = None,
+        run_as: RunAs | None = None,
     ) -> None:
         self.id = job_id
         self.owner = owner
@@ -55,6 +57,9 @@ class Job:
         self._log = log or OutputLog(directory / "output", cap=output_cap)
         self._containment = containment
         self._grace = grace
+        self._run_as = run_as or RunAs.current()
+        self._user = self._run_as.name
+        self._uid: int | None = self._run_as.uid
         self._container: Container | None = None
         self._process: Process | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -82,6 +87,7 @@ class Job:
             log=OutputLog.reopen(directory / "output", lost=info.lost_bytes),
         )
         job._pid = info.pid
+        job._user, job._uid = info.user, info.uid
         job._started_at = info.started_at
         job._ended_at = info.ended_at
         job._status = ExitStatus(info.exit_code, info.signal)
@@ -97,7 +103,7 @@ class Job:
         pid = self._pid
         return (
             f"<Job {self.id[:8]}… {self._state.name} pid={pid} owner={self.owner!r} "
-            f"followers={self._log.readers}>"
+            f"user={self._user!r} followers={self._log.readers}>"
         )
 
     @property
@@ -112,16 +118,27 @@ class Job:
     async def _spawn(self, container: Container) -> Process:
         """Start the main process in the job's container and namespaces."""
         spec = self.spec
+        run_as = self._run_as
+        env = clean_environment(spec.env, home=run_as.home)
+        # The user is taken on last: joining the cgroup and entering namespaces
+        # need the server's privileges.
         steps = [container.preexec()]
         if spec.isolation:
             steps.append(namespaces.preexec(spec.isolation))
-        start = namespaces.spawn_with_init if Namespace.PID in spec.isolation else spawn
-        return await start(
-            spec.argv,
-            clean_environment(spec.env),
-            spec.cwd,
-            preexec=_chain(steps),
-            spawned=container.spawned,
+        if Namespace.PID in spec.isolation:
+            # The init mounts the namespace's /proc as root; the command it starts
+            # becomes the user just before its exec.
+            return await namespaces.spawn_with_init(
+                spec.argv,
+                env,
+                spec.cwd,
+                preexec=_chain(steps),
+                spawned=container.spawned,
+                run_as=run_as if run_as.preexec() is not None else None,
+            )
+        steps.append(run_as.preexec())
+        return await spawn(
+            spec.argv, env, spec.cwd, preexec=_chain(steps), spawned=container.spawned
         )
 
     def _record(self, start_time: int | None) -> None:
@@ -155,6 +172,8 @@ class Job:
             output_bytes=self._log.end,
             dropped_bytes=self._log.start,
             lost_bytes=self._log.lost,
+            user=self._user,
+            uid=self._uid,
         )
         if self._state.is_final:
             self._final_info = info  # an ended job's facts no longer change

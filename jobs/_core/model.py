@@ -128,8 +128,12 @@ class JobSpec:
     timeout: float | None = None
     limits: Limits = field(default_factory=Limits)
     isolation: frozenset[Namespace] = frozenset()
+    user: str | None = None
+    """The user to run as, a name or a uid (None: the policy's default)."""
 
     def __post_init__(self) -> None:
+        if self.user is not None and (not self.user or "\0" in self.user):
+            raise InvalidArgument("bad user name")
         if not self.argv or not self.argv[0]:
             raise InvalidArgument("the command is empty")
         for arg in self.argv:
@@ -158,7 +162,7 @@ class JobSpec:
         return (
             f"JobSpec(argv={self.argv!r}, env_names={names!r}, cwd={self.cwd!r}, "
             f"timeout={self.timeout!r}, limits={self.limits!r}, "
-            f"isolation={sorted(ns.value for ns in self.isolation)!r})"
+            f"isolation={sorted(ns.value for ns in self.isolation)!r}, user={self.user!r})"
         )
 
 
@@ -206,6 +210,10 @@ class JobInfo:
     """Bytes of the oldest output no longer kept (retention cap)."""
     lost_bytes: int = 0
     """Bytes read from the job but not stored (the state disk was full)."""
+    user: str = ""
+    """The user the job runs as (empty in records older than users)."""
+    uid: int | None = None
+    """That user's uid."""
 
 
 @dataclass(frozen=True, slots=True)

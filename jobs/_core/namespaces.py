@@ -25,6 +25,7 @@ import anyio
 
 from .model import Namespace
 from .process import Process, explain_exec_error, spawn
+from .users import RunAs
 
 __all__ = ["INIT", "preexec", "spawn_with_init"]
 
@@ -80,14 +81,21 @@ def _loopback_up() -> None:
         fcntl.ioctl(sock, _SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | _IFF_UP))
 
 
-def _init_argv(argv: Sequence[str], errfd: int, *, mount_proc: bool) -> list[str]:
-    """The command line that runs ``argv`` under the minimal init."""
+def _init_argv(
+    argv: Sequence[str], errfd: int, *, mount_proc: bool, run_as: RunAs | None = None
+) -> list[str]:
+    """The command line that runs ``argv`` under the minimal init (as ``run_as``)."""
+    user = []
+    if run_as is not None:
+        groups = ",".join(map(str, run_as.groups))
+        user = ["--user", f"{run_as.uid}:{run_as.gid}:{groups}"]
     return [
         sys.executable,
         "-I",
         "-S",
         str(INIT),
         *(["--proc"] if mount_proc else []),
+        *user,
         "--errfd",
         str(errfd),
         "--",
@@ -117,8 +125,12 @@ async def spawn_with_init(
     *,
     preexec: Callable[[], None] | None,
     spawned: Callable[[Process | None], None],
+    run_as: RunAs | None = None,
 ) -> Process:
     """Start ``argv`` under the minimal init, in the new PID namespace ``preexec`` enters.
+
+    The init keeps the server's privileges (it mounts the namespace's /proc);
+    with ``run_as`` the command takes on that user's credentials before its exec.
 
     The command's exec is confirmed (or its errno reported) through a
     close-on-exec pipe, so a command that cannot run is still an error of the
@@ -128,7 +140,7 @@ async def spawn_with_init(
     try:
         try:
             process = await spawn(
-                _init_argv(argv, errors_w, mount_proc=True),
+                _init_argv(argv, errors_w, mount_proc=True, run_as=run_as),
                 env,
                 cwd,
                 preexec=preexec,

@@ -1,7 +1,9 @@
 """A minimal init for jobs in a PID namespace, as ``docker run --init`` has.
 
 Run by the job's main process, which the server's spawn has already moved into
-new namespaces, as ``python -I -S _init.py [--proc] --errfd N -- ARGV...``. It
+new namespaces, as ``python -I -S _init.py [--proc] [--user UID:GID:GIDS]
+--errfd N -- ARGV...``. With --user, the command takes on those credentials
+(supplementary groups, gid, uid, in that order) just before its exec. It
 forks the namespace's PID 1, which mounts /proc (with --proc) and starts ARGV as
 PID 2, so the command is never PID 1 (PID 1 ignores signals it has no handler
 for, and orphans would pile up as zombies). Both forward every catchable signal
@@ -20,6 +22,10 @@ import ctypes
 import os
 import signal
 import sys
+
+# os.execvp imports it on first use; once the command has become the job's user it
+# may not be able to read the server interpreter's library (a pyenv under /root).
+import warnings  # noqa: F401
 
 _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 2, 4, 8
 _FORWARDED = [
@@ -44,8 +50,17 @@ def _forward_to(pid: int) -> None:
             pass
 
 
-def _run_command(argv: list[str], errfd: int) -> None:
-    """PID 2: restore default signals, keep only fds 0-2, exec; report failure."""
+def _become(user: str) -> None:
+    """Take on ``UID:GID:GID,GID...``: groups first, the uid last (it drops the rest)."""
+    uid, gid, groups = user.split(":")
+    os.setgroups([int(g) for g in groups.split(",") if g])
+    os.setresgid(int(gid), int(gid), int(gid))
+    os.setresuid(int(uid), int(uid), int(uid))
+
+
+def _run_command(argv: list[str], errfd: int, user: str | None = None) -> None:
+    """PID 2: restore default signals, keep only fds 0-2, become the user, exec;
+    report failure."""
     for signum in _FORWARDED:
         try:
             signal.signal(signum, signal.SIG_DFL)
@@ -61,13 +76,15 @@ def _run_command(argv: list[str], errfd: int) -> None:
                 pass
     os.set_inheritable(errfd, False)
     try:
+        if user is not None:
+            _become(user)
         os.execvp(argv[0], argv)
     except OSError as exc:
         os.write(errfd, str(exc.errno or 0).encode())
     os._exit(127)
 
 
-def _init(argv: list[str], errfd: int, mount_proc: bool, report: int) -> None:
+def _init(argv: list[str], errfd: int, mount_proc: bool, report: int, user: str | None) -> None:
     """PID 1 of the namespace."""
     if mount_proc:
         libc = ctypes.CDLL(None, use_errno=True)
@@ -79,7 +96,7 @@ def _init(argv: list[str], errfd: int, mount_proc: bool, report: int) -> None:
     command = os.fork()
     if command == 0:
         os.close(report)
-        _run_command(argv, errfd)
+        _run_command(argv, errfd, user)
     os.close(errfd)
     _forward_to(command)
     while True:
@@ -96,12 +113,13 @@ def main() -> None:
     args = sys.argv[1:]
     mount_proc = "--proc" in args
     errfd = int(args[args.index("--errfd") + 1])
+    user = args[args.index("--user") + 1] if "--user" in args[: args.index("--")] else None
     argv = args[args.index("--") + 1 :]
     report_r, report_w = os.pipe()
     init = os.fork()
     if init == 0:
         os.close(report_r)
-        _init(argv, errfd, mount_proc, report_w)
+        _init(argv, errfd, mount_proc, report_w, user)
     os.close(report_w)
     os.close(errfd)
     _forward_to(init)

@@ -39,6 +39,9 @@ def save_record(directory: Path, info: JobInfo, start_time: int | None) -> None:
             "io_write": [[r.bytes_per_second, r.device] for r in limits.io_write],
         },
         "isolation": sorted(ns.value for ns in spec.isolation),
+        "requested_user": spec.user,
+        "user": info.user,
+        "uid": info.uid,
         "state": info.state.value,
         "pid": info.pid,
         "pid_start_time": start_time,
@@ -76,6 +79,8 @@ def load_record(directory: Path) -> tuple[JobInfo, int | None]:
             io_write=tuple(IoRate(rate, device) for rate, device in limits["io_write"]),
         ),
         isolation=frozenset(Namespace(ns) for ns in document["isolation"]),
+        # Records written before jobs had users carry none of these.
+        user=document.get("requested_user"),
     )
     info = JobInfo(
         id=document["id"],
@@ -88,5 +93,7 @@ def load_record(directory: Path) -> tuple[JobInfo, int | None]:
         exit_code=document["exit_code"],
         signal=document["signal"],
         lost_bytes=document["lost_bytes"],
+        user=document.get("user", ""),
+        uid=document.get("uid"),
     )
     return info, document["pid_start_time"]

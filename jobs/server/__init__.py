@@ -4,13 +4,28 @@ Inside: ``_serve`` (the server and its lifetime), ``_service`` (the servicer:
 translation between messages and the core only), ``_wire`` (every byte-level
 encoding), ``_guard`` (size caps, authentication, authorization and the one
 error table), ``_auth`` (the principal from the client certificate),
-``_grpclib`` (every use of grpclib's internals) and ``_coalesce`` (one TLS
-record per event-loop iteration).
+``_grpclib`` (every use of grpclib's internals), ``_coalesce`` (one TLS
+record per event-loop iteration), ``_listener`` (accepting connections: the
+TLS handshake, per-address caps, closing revoked identities), ``_audit`` (the
+audit log) and ``_limits`` (call rates and connection counts).
 """
 
+from ._audit import DEFAULT_MAX_BYTES as DEFAULT_AUDIT_MAX_BYTES
+from ._limits import DEFAULT_CALL_BURST as DEFAULT_CALL_BURST
+from ._limits import DEFAULT_CALL_RATE as DEFAULT_CALL_RATE
+from ._limits import DEFAULT_MAX_CONNECTIONS as DEFAULT_MAX_CONNECTIONS
 from ._serve import DEFAULT_ADDRESS as DEFAULT_ADDRESS
 from ._serve import ServerConfig as ServerConfig
 from ._serve import Serving as Serving
 from ._serve import serve as serve
 
-__all__ = ["DEFAULT_ADDRESS", "ServerConfig", "Serving", "serve"]
+__all__ = [
+    "DEFAULT_ADDRESS",
+    "DEFAULT_AUDIT_MAX_BYTES",
+    "DEFAULT_CALL_BURST",
+    "DEFAULT_CALL_RATE",
+    "DEFAULT_MAX_CONNECTIONS",
+    "ServerConfig",
+    "Serving",
+    "serve",
+]

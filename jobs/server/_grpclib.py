@@ -8,9 +8,9 @@ length prefix before its body is read, or to set the TLS handshake timeout.
 from __future__ import annotations
 
 import asyncio
-import socket
-import ssl
 import struct
+from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from grpclib.protocol import Peer
 from grpclib.server import Server, Stream
@@ -68,25 +68,25 @@ async def drain(stream: Stream[object, object], length: int) -> None:
         length -= len(piece)
 
 
-async def start_server(
-    server: Server,
-    sock: socket.socket,
-    context: ssl.SSLContext,
-    handshake_timeout: float,
-    backlog: int,
-) -> None:
-    """``Server.start(sock=..., ssl=...)`` with a TLS handshake timeout, a listen
-    backlog, and writes coalesced per loop iteration (see ``jobs._coalesce``)."""
+Factory = Callable[[], asyncio.Protocol]
+
+
+class Accepting(Protocol):
+    """What accepts a server's connections in grpclib's place (see ``start_server``)."""
+
+    def close(self) -> None: ...
+
+    async def wait_closed(self) -> None: ...
+
+
+async def start_server(server: Server, start: Callable[[Factory], Awaitable[Accepting]]) -> None:
+    """``Server.start`` with connections accepted by ``start``: it is given grpclib's
+    protocol factory (its writes coalesced per loop iteration, see
+    ``jobs._coalesce``) and returns what grpclib then closes as its server."""
     if server._server is not None:
         raise RuntimeError("Server is already started")
     loop = asyncio.get_running_loop()
-    server._server = await loop.create_server(
-        coalescing(server._protocol_factory),
-        sock=sock,
-        backlog=backlog,
-        ssl=context,
-        ssl_handshake_timeout=handshake_timeout,
-    )
+    server._server = await start(coalescing(server._protocol_factory))  # type: ignore[assignment]
     server._server_closed_fut = loop.create_future()
 
 

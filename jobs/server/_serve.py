@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import logging
 import socket
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,12 +18,21 @@ from grpclib.health.service import Health
 from grpclib.reflection.service import ServerReflection
 from grpclib.server import Server
 
-from pki import DEFAULT_ROLE_OID, Role
+from pki import DEFAULT_ROLE_OID, Role, load_crl
 
-from .. import JobManager, ManagerSettings
+from .. import JobManager, ManagerSettings, UserPolicy
 from .._tls import server_context
 from . import _grpclib
+from ._audit import DEFAULT_MAX_BYTES, AuditLog, default_path
 from ._guard import Guard, Policy
+from ._limits import (
+    DEFAULT_CALL_BURST,
+    DEFAULT_CALL_RATE,
+    DEFAULT_MAX_CONNECTIONS,
+    CallRate,
+    Connections,
+)
+from ._listener import Listener
 from ._service import JobService
 from ._wire import Codec
 
@@ -33,9 +45,8 @@ MAX_RUN_REQUEST = 1 << 20
 MAX_REQUEST = 64 << 10
 HANDSHAKE_TIMEOUT = 10.0
 LISTEN_BACKLOG = 1024
-"""Connections the kernel queues before the server accepts them. The event loop
-listens again with its own backlog (asyncio's default, 100, left bursts of new
-clients retrying their SYNs for seconds), so it is given this one too."""
+"""Connections the kernel queues before the server accepts them (asyncio's default,
+100, left bursts of new clients retrying their SYNs for seconds)."""
 KEEPALIVE_TIME = 30.0
 """Seconds of silence before the server pings a client; with the timeout below a
 dead peer is found within 50 s."""
@@ -72,15 +83,31 @@ class ServerConfig:
     handshake_timeout: float = HANDSHAKE_TIMEOUT
     keepalive_time: float = KEEPALIVE_TIME
     keepalive_timeout: float = KEEPALIVE_TIMEOUT
+    # -- least privilege and production security (issue 13)
+    crl: Path | None = None
+    """A PEM CRL of the CA: revoked client certificates are refused at the handshake."""
+    audit_log: str = ""
+    """Where the audit log goes: a path, ``-`` for standard output, empty for
+    ``audit.log`` in the state directory."""
+    audit_log_max_bytes: int = DEFAULT_MAX_BYTES
+    """Size at which the audit log is rotated."""
+    call_rate: float = DEFAULT_CALL_RATE
+    """Calls per second per account (a token bucket) ..."""
+    call_burst: int = DEFAULT_CALL_BURST
+    """... of this many tokens."""
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    """Open connections per client IP address."""
 
 
 @dataclass(frozen=True, slots=True)
 class Serving:
-    """What ``serve`` reports once it listens: the address it bound, and its manager."""
+    """What ``serve`` reports once it listens: the address it bound, its manager, and
+    ``reload``, which re-reads the CA, certificate, key and CRL (see ``serve``)."""
 
     host: str
     port: int
     manager: JobManager
+    reload: Callable[[], bool] = lambda: False
 
 
 def policies(config: ServerConfig) -> tuple[dict[str, Policy], Policy]:
@@ -114,12 +141,29 @@ async def serve(
     ``setup`` is called with the grpclib server before it starts, to add event
     listeners (metrics, tests). Leaving stops the listener, then every running job
     (see ``JobManager``).
+
+    ``Serving.reload()`` re-reads the CA, certificate, key and CRL: new connections
+    use them, established ones keep going, except those of a client certificate
+    the new CRL revokes, which are closed. A reload that fails (a bad or missing
+    file) changes nothing and logs why; it returns whether it took.
     """
-    context = server_context(config.cert, config.key, config.ca)
+    context = server_context(config.cert, config.key, config.ca, config.crl)
     sock = _bind(config.host, config.port)
-    async with JobManager(config.state_dir, config.manager) as manager:
+    settings = config.manager
+    if settings.users is None:  # a server always has a user policy: nobody, for root
+        settings = dataclasses.replace(settings, users=UserPolicy())
+    async with JobManager(config.state_dir, settings) as manager:
+        # Opened only now that the state directory is ours (see JobManager).
+        audit = AuditLog(
+            config.audit_log or default_path(config.state_dir), config.audit_log_max_bytes
+        )
         jobs = JobService(manager)
-        guard = Guard(*policies(config), config.role_oid)
+        guard = Guard(
+            *policies(config),
+            config.role_oid,
+            audit=audit,
+            rate=CallRate(config.call_rate, config.call_burst),
+        )
         # Built here, inside the running loop: grpclib binds to the loop it is created in.
         server = Server(
             [guard.guard(s) for s in ServerReflection.extend([jobs, Health({jobs: []})])],
@@ -133,11 +177,20 @@ async def serve(
         )
         if setup is not None:
             setup(server)
-        await _grpclib.start_server(server, sock, context, config.handshake_timeout, LISTEN_BACKLOG)
+        listener = Listener(
+            context,
+            handshake_timeout=config.handshake_timeout,
+            connections=Connections(config.max_connections),
+            audit=audit,
+        )
+        await _grpclib.start_server(server, functools.partial(listener.start, sock))
         host, port = sock.getsockname()[:2]
         log.info("listening on %s:%d (state in %s)", host, port, config.state_dir)
+        log.info("audit log: %s", audit.path)
         try:
-            task_status.started(Serving(host, port, manager))
+            task_status.started(
+                Serving(host, port, manager, functools.partial(_reload, config, listener))
+            )
             await anyio.sleep_forever()
         finally:
             with anyio.CancelScope(shield=True):
@@ -150,6 +203,25 @@ async def serve(
                 server.close()
                 with anyio.move_on_after(CLOSE_TIMEOUT):
                     await server.wait_closed()
+                audit.close()
+
+
+def _reload(config: ServerConfig, listener: Listener) -> bool:
+    """Re-read the TLS material into ``listener``; close the revoked identities' connections."""
+    try:
+        context = server_context(config.cert, config.key, config.ca, config.crl)
+        crl = load_crl(config.crl) if config.crl is not None else None
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        log.error("reload failed, keeping the current certificates: %s", exc)  # noqa: TRY400
+        return False
+    listener.context = context
+    closed = listener.close_revoked(crl) if crl is not None else 0
+    log.info(
+        "reloaded the CA, certificate and key%s; closed %d connections of revoked identities",
+        " and CRL" if crl is not None else "",
+        closed,
+    )
+    return True
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -31,7 +31,7 @@ from .._core.model import (
     Stream,
 )
 from ..errors import InvalidArgument
-from . import _wire
+from . import _audit, _wire
 from ._guard import current_principal
 from ._wire import Encoded
 
@@ -57,6 +57,7 @@ class JobService:
     async def run(self, request: wire.RunRequest) -> bytes:
         """Run: start the job; the encoded ``RunResponse``."""
         info = await self._manager.start(spec_from_request(request), current_principal().account)
+        _audit.annotate(job_id=info.id, user=info.user)
         return encode_jobs([info])
 
     async def stop(self, request: wire.StopRequest) -> bytes:
@@ -163,6 +164,8 @@ def _job(info: JobInfo) -> wire.Job:
         output_bytes=info.output_bytes,
         dropped_bytes=info.dropped_bytes,
         lost_bytes=info.lost_bytes,
+        user=info.user,
+        uid=info.uid or 0,
     )
 
 
@@ -196,6 +199,7 @@ def spec_from_request(request: wire.RunRequest) -> JobSpec:
         timeout=request.timeout_seconds if request.HasField("timeout_seconds") else None,
         limits=_limits(request.limits) if request.HasField("limits") else Limits(),
         isolation=frozenset(isolation),
+        user=request.user or None,
     )
 
 
