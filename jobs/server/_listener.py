@@ -183,6 +183,8 @@ class _Connection(asyncio.Protocol):
 
 
 def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
+        return f"{exc.reason}: {exc.verify_message}"  # e.g. "certificate revoked"
     if isinstance(exc, ssl.SSLError):
         return exc.reason or str(exc)
     return str(exc) or type(exc).__name__
