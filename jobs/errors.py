@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "CannotExecute",
     "InvalidArgument",
+    "InvalidSelector",
     "JobNotFound",
     "JobsError",
     "LimitUnsupported",
@@ -29,6 +30,16 @@ class JobsError(Exception):
 
 class InvalidArgument(JobsError):
     """The request itself is malformed: empty argv, NUL bytes, a bad limit or env entry."""
+
+
+class InvalidSelector(InvalidArgument):
+    """A label selector that does not parse; ``position`` is where (0-based)."""
+
+    def __init__(self, selector: str, position: int, reason: str) -> None:
+        self.selector = selector
+        self.position = position
+        self.reason = reason
+        super().__init__(f"bad label selector at position {position}: {reason}")
 
 
 class CannotExecute(JobsError):
