@@ -19,6 +19,7 @@ from ._harness import Bench
 from .control import control_plane
 from .fanout import fan_out
 from .memory import memory
+from .security import security_checks
 from .start import start_rate
 from .streaming import live_run, single_follower
 
@@ -29,6 +30,7 @@ SCENARIOS: dict[str, Callable[[Bench], Awaitable[None]]] = {
     "control": control_plane,
     "start": start_rate,
     "memory": memory,
+    "security": security_checks,
 }
 
 
