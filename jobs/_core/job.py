@@ -57,9 +57,10 @@ class Job:
         self._log = log or OutputLog(directory / "output", cap=output_cap)
         self._containment = containment
         self._grace = grace
-        self._run_as = run_as or RunAs.current()
-        self._user = self._run_as.name
-        self._uid: int | None = self._run_as.uid
+        self._run_as = run_as
+        """Who the job runs as; None: the manager's own user (looked up at spawn)."""
+        self._user = run_as.name if run_as is not None else ""
+        self._uid: int | None = run_as.uid if run_as is not None else None
         self._container: Container | None = None
         self._process: Process | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -118,7 +119,8 @@ class Job:
     async def _spawn(self, container: Container) -> Process:
         """Start the main process in the job's container and namespaces."""
         spec = self.spec
-        run_as = self._run_as
+        run_as = self._run_as or RunAs.current()
+        self._user, self._uid = run_as.name, run_as.uid
         env = clean_environment(spec.env, home=run_as.home)
         # The user is taken on last: joining the cgroup and entering namespaces
         # need the server's privileges.
