@@ -25,7 +25,7 @@ def test_top_level_names_resolve_to_this_project(name: str) -> None:
 
 def test_public_surface_is_all_and_nothing_else() -> None:
     public = {name for name in vars(jobs) if not name.startswith("_")}
-    submodules = {"errors", "client", "server", "service"}
+    submodules = {"errors", "client", "server", "service", "selectors"}
     assert public - submodules == set(jobs.__all__)
     for name in jobs.__all__:
         assert getattr(jobs, name) is not None
