@@ -148,6 +148,7 @@ async def serve(
     file) changes nothing and logs why; it returns whether it took.
     """
     context = server_context(config.cert, config.key, config.ca, config.crl)
+    sock = _bind(config.host, config.port)
     settings = config.manager
     if settings.users is None:  # a server always has a user policy: nobody, for root
         settings = dataclasses.replace(settings, users=UserPolicy())
@@ -176,9 +177,6 @@ async def serve(
         )
         if setup is not None:
             setup(server)
-        # Bound last, once the state directory is ours: a server that cannot have it
-        # never takes the port (nor leaves a socket behind).
-        sock = _bind(config.host, config.port)
         listener = Listener(
             context,
             handshake_timeout=config.handshake_timeout,
