@@ -244,6 +244,11 @@ async def serve(
                 raise CliError(f"cannot serve on {listen}: {exc.strerror or exc}") from None
             except JobsError as exc:  # the state directory is taken, a user is unknown
                 raise CliError(str(exc)) from None
+            except BaseExceptionGroup as group:  # raised inside the job manager's block
+                (error, *_) = group.exceptions
+                if isinstance(error, JobsError):  # the audit log cannot be opened
+                    raise CliError(str(error)) from None
+                raise
             async for received in signals:
                 if received == signal.SIGHUP:
                     log.info("SIGHUP: reloading the CA, certificate, key and CRL")

@@ -12,7 +12,7 @@ import anyio
 import pytest
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
-from harness import ServerProcess
+from harness import JOBS, ServerProcess
 from pki_fixtures import Certificates
 
 from gen.jobs import v1 as pb
@@ -216,3 +216,27 @@ async def test_connections_per_address(test_pki: Certificates, tmp_path: Path) -
                     await anyio.sleep(0.05)
         log = await more_log(server)
     assert log.count(b"too many connections: address 127.0.0.1") == 1, log.decode()
+
+
+async def test_an_audit_log_that_cannot_be_opened_is_one_line(
+    test_pki: Certificates, tmp_path: Path
+) -> None:
+    result = await anyio.run_process(
+        [
+            JOBS,
+            "serve",
+            "--listen=127.0.0.1:0",
+            f"--ca={test_pki.ca}",
+            f"--cert={test_pki.server.cert}",
+            f"--key={test_pki.server.key}",
+            f"--state-dir={tmp_path / 'state'}",
+            f"--audit-log={tmp_path / 'no' / 'such' / 'audit.log'}",
+        ],
+        check=False,
+    )
+    assert result.returncode == 1
+    last = result.stderr.decode().splitlines()[-1]
+    assert last == (
+        f"jobs: cannot open the audit log {tmp_path / 'no' / 'such' / 'audit.log'}: "
+        "No such file or directory"
+    )

@@ -20,7 +20,7 @@ from grpclib.server import Server
 
 from pki import DEFAULT_ROLE_OID, Role, load_crl
 
-from .. import JobManager, ManagerSettings, UserPolicy
+from .. import InvalidArgument, JobManager, ManagerSettings, UserPolicy
 from .._tls import server_context
 from . import _grpclib
 from ._audit import DEFAULT_MAX_BYTES, AuditLog, default_path
@@ -154,9 +154,13 @@ async def serve(
         settings = dataclasses.replace(settings, users=UserPolicy())
     async with JobManager(config.state_dir, settings) as manager:
         # Opened only now that the state directory is ours (see JobManager).
-        audit = AuditLog(
-            config.audit_log or default_path(config.state_dir), config.audit_log_max_bytes
-        )
+        audit_path = config.audit_log or default_path(config.state_dir)
+        try:
+            audit = AuditLog(audit_path, config.audit_log_max_bytes)
+        except OSError as exc:
+            raise InvalidArgument(
+                f"cannot open the audit log {audit_path}: {exc.strerror or exc}"
+            ) from None
         jobs = JobService(manager)
         guard = Guard(
             *policies(config),
