@@ -16,10 +16,10 @@ one is started. ``-`` writes to standard output instead.
 from __future__ import annotations
 
 import contextvars
-import datetime
 import json
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,8 @@ BACKUPS = 5
 """Rotated files kept (PATH.1 is the newest)."""
 STDOUT = "-"
 _ISOLATION = wire.Namespace.DESCRIPTOR
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
+"""Made once: ``json.dumps`` with options builds an encoder per call (a third of a line's cost)."""
 
 _notes: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
     "audit_notes", default=None
@@ -148,7 +150,7 @@ class AuditLog:
         )
 
     def _write(self, line: dict[str, Any]) -> None:
-        data = (json.dumps(line, separators=(",", ":"), default=str) + "\n").encode()
+        data = (_ENCODER.encode(line) + "\n").encode()
         try:
             os.write(self._fd, data)
         except OSError as exc:  # a full disk must not take the server down
@@ -185,8 +187,7 @@ def default_path(state_dir: Path) -> str:
 
 
 def _now() -> str:
-    return (
-        datetime.datetime.now(datetime.UTC)
-        .isoformat(timespec="microseconds")
-        .replace("+00:00", "Z")
-    )
+    """RFC 3339 in UTC with microseconds (``time.strftime`` is cheaper than ``datetime``)."""
+    now = time.time()
+    micros = min(int(now % 1 * 1e6), 999_999)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{micros:06d}Z"
