@@ -63,13 +63,24 @@ def _generate(session: nox.Session, out: str) -> None:
         f"--pyi_out={out}",
         "service.proto",
     )
+    # etcd's own API, trimmed to what jobs uses (jobs/_etcd/etcd.proto): the
+    # betterproto stubs the registration and discovery client calls over grpclib.
+    session.run(
+        "python",
+        "-m",
+        "grpc_tools.protoc",
+        "-Ijobs/_etcd",
+        f"--python_betterproto_out={out}",
+        "etcd.proto",
+    )
     Path(out, "py.typed").write_text("")
     shutil.copyfile("service.proto", Path(out, "service.proto"))
 
 
 @nox.session
 def proto(session: nox.Session) -> None:
-    """Regenerate gen/ from service.proto (betterproto stubs and protobuf descriptors)."""
+    """Regenerate gen/ from service.proto (betterproto stubs and protobuf descriptors)
+    and from jobs/_etcd/etcd.proto (betterproto stubs of etcd's API)."""
     import shutil
     import tempfile
 
@@ -81,7 +92,7 @@ def proto(session: nox.Session) -> None:
 
 @nox.session(name="proto-check")
 def proto_check(session: nox.Session) -> None:
-    """Fail if gen/ is not exactly what service.proto generates."""
+    """Fail if gen/ is not exactly what service.proto and jobs/_etcd/etcd.proto generate."""
     import filecmp
     import tempfile
 

@@ -16,9 +16,11 @@ import bench
 import pki
 
 from ._harness import Bench
+from .cli import cli_start, tail_of_a_big_log
 from .control import control_plane
 from .fanout import fan_out
 from .memory import memory
+from .registration import registration
 from .security import security_checks
 from .start import start_rate
 from .streaming import live_run, single_follower
@@ -30,6 +32,9 @@ SCENARIOS: dict[str, Callable[[Bench], Awaitable[None]]] = {
     "control": control_plane,
     "start": start_rate,
     "memory": memory,
+    "cli": cli_start,
+    "tail": tail_of_a_big_log,
+    "registration": registration,
     "security": security_checks,
 }
 

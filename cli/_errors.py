@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 from typing import IO, Any
 
 import asyncclick as click
@@ -10,10 +11,45 @@ from grpclib.exceptions import GRPCError
 
 from jobs.client import ConnectionFailed
 
-__all__ = ["EXIT_INTERRUPTED", "EXIT_USAGE", "CliError", "describe", "report"]
+__all__ = [
+    "EXIT_CALL_FAILED",
+    "EXIT_CANNOT_EXECUTE",
+    "EXIT_INTERRUPTED",
+    "EXIT_NOT_FOUND",
+    "EXIT_USAGE",
+    "CliError",
+    "describe",
+    "docker_exit_codes",
+    "report",
+]
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+# docker run's codes, for `run -f` and `wait`, whose other codes are the job's own.
+EXIT_CALL_FAILED = 125
+EXIT_CANNOT_EXECUTE = 126
+EXIT_NOT_FOUND = 127
+
+_docker = contextvars.ContextVar("docker_exit_codes", default=False)
+
+
+def docker_exit_codes() -> None:
+    """Make the current command's failures exit as ``docker run``'s do (125, 126,
+    127), since its other exit codes are a job's own (``run -f``, ``wait``)."""
+    _docker.set(True)
+
+
+def _docker_status(error: BaseException) -> int:
+    if isinstance(error, GRPCError) and error.status is Status.FAILED_PRECONDITION:
+        # The server names an unusable command "command 'x': <reason>".
+        message = error.message or ""
+        if message.startswith("command "):
+            return (
+                EXIT_NOT_FOUND
+                if message.endswith("not found") or ("not found in PATH" in message)
+                else EXIT_CANNOT_EXECUTE
+            )
+    return EXIT_CALL_FAILED
 
 
 class CliError(click.ClickException):
@@ -48,19 +84,20 @@ def report(raised: BaseException) -> int:
         error = error.exceptions[0]
     if isinstance(error, click.exceptions.Exit):
         return error.exit_code
+    failed = _docker_status(error) if _docker.get() else 1
     if isinstance(error, click.UsageError):
         hint = f" (see '{error.ctx.command_path} --help')" if error.ctx else ""
         click.echo(f"jobs: {error.format_message()}{hint}", err=True)
         return EXIT_USAGE
     if isinstance(error, click.ClickException):
         click.echo(f"jobs: {error.format_message()}", err=True)
-        return error.exit_code
+        return failed if error.exit_code == 1 else error.exit_code
     if isinstance(error, ConnectionFailed):
         click.echo(f"jobs: {error}", err=True)
-        return 1
+        return failed
     if isinstance(error, GRPCError):
         click.echo(f"jobs: {describe(error)}", err=True)
-        return 1
+        return failed
     if isinstance(error, click.Abort):
         return EXIT_INTERRUPTED
     raise raised

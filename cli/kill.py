@@ -5,9 +5,10 @@ from __future__ import annotations
 import anyio
 import asyncclick as click
 
-from gen.jobs import v1 as pb
+from gen import service_pb2 as wire
 
 from ._client import Server, connection_options, for_job
+from ._complete import complete_job
 from ._errors import CliError
 from ._params import DURATION, SIGNAL
 
@@ -19,7 +20,7 @@ __all__ = ["kill"]
 @click.option(
     "-g", "--grace", type=DURATION, help="Time before SIGKILL (server default 10s; 0: at once)."
 )
-@click.argument("job_ids", metavar="ID...", nargs=-1, required=True)
+@click.argument("job_ids", metavar="ID...", nargs=-1, required=True, shell_complete=complete_job)
 @connection_options
 async def kill(
     sig: int | None,
@@ -33,12 +34,12 @@ async def kill(
     """
     stopped: list[str] = []
     failures: list[CliError] = []
-    async with server.connect() as stub:
+    async with server.connect() as api:
 
         async def stop(job_id: str) -> None:
             try:
                 with for_job(job_id):
-                    await stub.stop(pb.StopRequest(job_id=job_id, grace_seconds=grace, signal=sig))
+                    await api.stop(wire.StopRequest(job_id=job_id, grace_seconds=grace, signal=sig))
             except CliError as exc:
                 failures.append(exc)
             else:

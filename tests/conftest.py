@@ -1,5 +1,5 @@
 """Fixtures only: the anyio backend (asyncio on uvloop), a job manager on tmp_path,
-a session-wide PKI and a real server on an ephemeral port. The harness they use
+a session-wide PKI, a real server on an ephemeral port and a real etcd. The harness they use
 is tests/harness.py."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from etcd_harness import EtcdServer, etcd_server
 from harness import RunningServer, running_server
 from pki_fixtures import Certificates, make_pki
 
@@ -33,4 +34,10 @@ def test_pki(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
 @pytest.fixture
 async def server(test_pki: Certificates, tmp_path: Path) -> AsyncIterator[RunningServer]:
     async with running_server(test_pki, tmp_path / "state") as running:
+        yield running
+
+
+@pytest.fixture
+async def etcd(tmp_path: Path) -> AsyncIterator[EtcdServer]:
+    async with etcd_server(tmp_path / "etcd") as running:
         yield running

@@ -4,6 +4,7 @@ and one server per state directory."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pwd
 import re
@@ -140,6 +141,15 @@ async def test_a_default_job_runs_as_nobody(dev_server: DevServer) -> None:
     assert (job.user, job.uid) == ("nobody", nobody.pw_uid)
     record = (dev_server.state / "jobs" / job.id / "job.json").read_text()
     assert '"user": "nobody"' in record
+    inspected = await anyio.run_process(
+        [JOBS, "inspect", job.id],
+        env={
+            **os.environ,
+            "JOBS_HOME": str(dev_server.home),
+            "JOBS_ADDR": f"127.0.0.1:{dev_server.port}",
+        },
+    )
+    assert json.loads(inspected.stdout)[0]["user"] == "nobody"
 
 
 async def test_a_default_job_reaches_nothing_of_the_server(dev_server: DevServer) -> None:

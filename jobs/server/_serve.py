@@ -7,13 +7,14 @@ import functools
 import logging
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
 import anyio.abc
 from grpclib.config import Configuration
+from grpclib.health.check import ServiceStatus
 from grpclib.health.service import Health
 from grpclib.reflection.service import ServerReflection
 from grpclib.server import Server
@@ -25,6 +26,8 @@ from .._tls import server_context
 from . import _grpclib
 from ._audit import DEFAULT_MAX_BYTES, AuditLog, default_path
 from ._guard import Guard, Policy
+from ._health import check_health_address, start_health_server
+from ._identity import ServerIdentity, check_identity, host_name
 from ._limits import (
     DEFAULT_CALL_BURST,
     DEFAULT_CALL_RATE,
@@ -33,6 +36,8 @@ from ._limits import (
     Connections,
 )
 from ._listener import Listener
+from ._notify import notify
+from ._register import Registration, keep_registered
 from ._service import JobService
 from ._wire import Codec
 
@@ -62,6 +67,7 @@ _ROLES = {
     "List": Role.READONLY,
     "Logs": Role.READONLY,
     "Wait": Role.READONLY,
+    "Info": Role.READONLY,
 }
 
 
@@ -83,6 +89,19 @@ class ServerConfig:
     handshake_timeout: float = HANDSHAKE_TIMEOUT
     keepalive_time: float = KEEPALIVE_TIME
     keepalive_timeout: float = KEEPALIVE_TIMEOUT
+    name: str = field(default_factory=host_name)
+    """The server's name in Info, in etcd and in a fleet's ``HOST/ID`` job ids."""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    """The operator's labels; the built-in ``jobs.io/`` ones are added."""
+    advertise: str | None = None
+    """``host:port`` clients reach this server at, as registered (default: the
+    listening address, with the server's name for a wildcard host)."""
+    register: Registration | None = None
+    """Keep this server registered in etcd."""
+    health_listen: tuple[str, int] | None = None
+    """Also answer plaintext ``grpc.health.v1`` here (a loopback address)."""
+    health_force: bool = False
+    """Allow a non-loopback ``health_listen``."""
     # -- least privilege and production security (issue 13)
     crl: Path | None = None
     """A PEM CRL of the CA: revoked client certificates are refused at the handshake."""
@@ -101,12 +120,15 @@ class ServerConfig:
 
 @dataclass(frozen=True, slots=True)
 class Serving:
-    """What ``serve`` reports once it listens: the address it bound, its manager, and
-    ``reload``, which re-reads the CA, certificate, key and CRL (see ``serve``)."""
+    """What ``serve`` reports once it listens: the address it bound, its manager,
+    its identity, the plaintext health port (0: none), and ``reload``, which re-reads
+    the CA, certificate, key and CRL (see ``serve``)."""
 
     host: str
     port: int
     manager: JobManager
+    identity: ServerIdentity
+    health_port: int = 0
     reload: Callable[[], bool] = lambda: False
 
 
@@ -148,11 +170,26 @@ async def serve(
     file) changes nothing and logs why; it returns whether it took.
     """
     context = server_context(config.cert, config.key, config.ca, config.crl)
+    check_identity(config.name, config.labels)  # before the manager touches anything
+    if config.health_listen is not None:
+        check_health_address(config.health_listen[0], force=config.health_force)
     sock = _bind(config.host, config.port)
+    health_sock = None
+    if config.health_listen is not None:
+        try:
+            health_sock = _bind(*config.health_listen)
+        except OSError as exc:
+            sock.close()
+            host, port = config.health_listen
+            raise OSError(exc.errno, f"health port {host}:{port}: {exc.strerror}") from None
     settings = config.manager
     if settings.users is None:  # a server always has a user policy: nobody, for root
         settings = dataclasses.replace(settings, users=UserPolicy())
     async with JobManager(config.state_dir, settings) as manager:
+        assert manager.containment is not None  # chosen on entering the manager
+        identity = ServerIdentity.build(
+            config.name, config.labels, config.cert, manager.containment
+        )
         # Opened only now that the state directory is ours (see JobManager).
         audit_path = config.audit_log or default_path(config.state_dir)
         try:
@@ -161,7 +198,11 @@ async def serve(
             raise InvalidArgument(
                 f"cannot open the audit log {audit_path}: {exc.strerror or exc}"
             ) from None
-        jobs = JobService(manager)
+        jobs = JobService(manager, identity)
+        # SERVING once listening, NOT_SERVING from the start of the shutdown: on
+        # both the TLS port and the plaintext health port.
+        serving = ServiceStatus()
+        health = Health({jobs: [serving]})
         guard = Guard(
             *policies(config),
             config.role_oid,
@@ -170,7 +211,7 @@ async def serve(
         )
         # Built here, inside the running loop: grpclib binds to the loop it is created in.
         server = Server(
-            [guard.guard(s) for s in ServerReflection.extend([jobs, Health({jobs: []})])],
+            [guard.guard(s) for s in ServerReflection.extend([jobs, health])],
             codec=Codec(),
             config=Configuration(
                 _keepalive_time=config.keepalive_time,
@@ -181,6 +222,9 @@ async def serve(
         )
         if setup is not None:
             setup(server)
+        health_server = None
+        if health_sock is not None:
+            health_server = await start_health_server(health, health_sock)
         listener = Listener(
             context,
             handshake_timeout=config.handshake_timeout,
@@ -189,13 +233,28 @@ async def serve(
         )
         await _grpclib.start_server(server, functools.partial(listener.start, sock))
         host, port = sock.getsockname()[:2]
-        log.info("listening on %s:%d (state in %s)", host, port, config.state_dir)
+        log.info(
+            "listening on %s:%d as %s (state in %s)", host, port, identity.name, config.state_dir
+        )
         log.info("audit log: %s", audit.path)
+        serving.set(True)
         try:
-            task_status.started(
-                Serving(host, port, manager, functools.partial(_reload, config, listener))
-            )
-            await anyio.sleep_forever()
+            async with anyio.create_task_group() as background:
+                if config.register is not None:
+                    addr = config.advertise or _advertised(host, port, identity.name)
+                    background.start_soon(keep_registered, config.register, identity, addr)
+                notify("READY=1", f"STATUS=serving on {host}:{port}")
+                health_port = health_sock.getsockname()[1] if health_sock is not None else 0
+                reload = functools.partial(_reload, config, listener)
+                task_status.started(Serving(host, port, manager, identity, health_port, reload))
+                try:
+                    await anyio.sleep_forever()
+                finally:
+                    # First tell the world: the service manager, health probes and
+                    # etcd (the registration revokes its lease as it is cancelled).
+                    notify("STOPPING=1", "STATUS=stopping every running job")
+                    serving.set(False)
+                    background.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
                 # New connections are refused and new jobs too; running jobs are
@@ -207,6 +266,10 @@ async def serve(
                 server.close()
                 with anyio.move_on_after(CLOSE_TIMEOUT):
                     await server.wait_closed()
+                if health_server is not None:
+                    health_server.close()
+                    with anyio.move_on_after(CLOSE_TIMEOUT):
+                        await health_server.wait_closed()
                 audit.close()
 
 
@@ -226,6 +289,13 @@ def _reload(config: ServerConfig, listener: Listener) -> bool:
         closed,
     )
     return True
+
+
+def _advertised(host: str, port: int, name: str) -> str:
+    """``host:port`` to register: a wildcard listening address is reached by name."""
+    if host in ("0.0.0.0", "::", ""):
+        host = name
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from ..model import Limits
+from ..model import Limits, Usage
 from ..process import Process
 from ._common import CGROUP_ROOT
 from .pgroup import ProcessGroup
@@ -77,6 +77,10 @@ class Container(Protocol):
     def oom_killed(self) -> bool:
         """Whether the kernel killed a process of the job for its memory limit."""
 
+    def usage(self) -> Usage:
+        """What the job has used so far (or in all, once it has ended and before
+        ``close``). Raises ``OSError`` when the figures cannot be read."""
+
     def close(self) -> None:
         """Remove the container; it must be empty."""
 
@@ -86,6 +90,12 @@ class Containment(Protocol):
 
     description: str
     """One line for the server's start-up log."""
+    kind: str
+    """``v2``, ``v1`` or ``none`` (no cgroups), as the ``jobs.io/cgroup`` label says."""
+
+    @property
+    def controllers(self) -> frozenset[str]:
+        """The cgroup controllers that limit jobs here (cpu, memory, io or blkio, pids)."""
 
     def create(self, job_id: str, limits: Limits, cwd: str | None) -> Container:
         """A container for a job with ``limits``.

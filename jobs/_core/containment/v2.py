@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from ...errors import LimitUnsupported
-from ..model import Limits
+from ..model import Limits, Usage
 from ..process import Process
 from ._common import (
     CGROUP_ROOT,
@@ -21,6 +21,7 @@ from ._common import (
     apply,
     attacher,
     counter,
+    device_bytes,
     io_rates,
     kill_pids,
     own_cgroup,
@@ -74,6 +75,18 @@ class _V2Cgroup:
     def oom_killed(self) -> bool:
         return counter(self.path / "memory.events", "oom_kill") > 0
 
+    def usage(self) -> Usage:
+        # cpu.stat is there even without the cpu controller; memory.peak (Linux 5.19)
+        # and io.stat only with theirs: absent, their figures read 0.
+        user = counter(self.path / "cpu.stat", "user_usec") / 1e6
+        system = counter(self.path / "cpu.stat", "system_usec") / 1e6
+        try:
+            peak = int((self.path / "memory.peak").read_text())
+        except FileNotFoundError:
+            peak = 0
+        read, written = device_bytes(self.path / "io.stat", "rbytes", "wbytes")
+        return Usage(user, system, peak, read, written, "cgroup v2")
+
     def close(self) -> None:
         self.spawned(None)
         remove(self.path)
@@ -82,12 +95,18 @@ class _V2Cgroup:
 class CgroupV2:
     """A unified cgroup hierarchy. Limits need its controllers delegated to us."""
 
+    kind = "v2"
+
     def __init__(self, scope: str, root: Path = CGROUP_ROOT) -> None:
         self._base = root / own_cgroup(None).lstrip("/") / scope
         self._enabled = self._ensure_base()
         self.description = (
             f"cgroup v2 at {root} (controllers: {', '.join(sorted(self._enabled)) or 'none'})"
         )
+
+    @property
+    def controllers(self) -> frozenset[str]:
+        return frozenset(self._enabled & {"cpu", "memory", "io", "pids"})
 
     @classmethod
     def available(cls, root: Path = CGROUP_ROOT) -> bool:
