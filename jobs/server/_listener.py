@@ -50,7 +50,6 @@ class Listener:
         self._handshakes: set[asyncio.Task[None]] = set()
         self._live: set[_Connection] = set()
         self._accepting: asyncio.Task[None] | None = None
-        self._sock: socket.socket | None = None
 
     def __repr__(self) -> str:
         return f"<Listener live={len(self._live)} handshaking={len(self._handshakes)}>"
@@ -59,8 +58,10 @@ class Listener:
         """Accept on ``sock`` (listening, non-blocking) from now on; itself, which
         grpclib holds as its server (``close``, ``wait_closed``)."""
         self._app = app
-        self._sock = sock
         self._accepting = asyncio.get_running_loop().create_task(self._accept(sock))
+        # Closed only once the accepting task is done: the loop stops watching the
+        # socket as that task is cancelled, and must not find its fd closed first.
+        self._accepting.add_done_callback(lambda _: sock.close())
         return self
 
     def close_revoked(self, crl: x509.CertificateRevocationList) -> int:
@@ -84,8 +85,6 @@ class Listener:
             self._accepting.cancel()
         for task in self._handshakes:
             task.cancel()
-        if self._sock is not None:
-            self._sock.close()
 
     async def wait_closed(self) -> None:
         """Wait until the accepting task has ended (after ``close``)."""
