@@ -22,6 +22,7 @@ from .fanout import fan_out
 from .init import init_cost
 from .memory import memory
 from .registration import registration
+from .security import security_checks
 from .start import start_rate
 from .streaming import live_run, single_follower
 from .waves import rss_after_waves
@@ -38,6 +39,7 @@ SCENARIOS: dict[str, Callable[[Bench], Awaitable[None]]] = {
     "registration": registration,
     "waves": rss_after_waves,
     "init": init_cost,
+    "security": security_checks,
 }
 
 

@@ -91,6 +91,7 @@ async def issue(
         )
     identity = authority.issue_client(ca, name, role, days=days, role_oid=role_oid)
     cert, key = authority.write_identity(identity, target, name)
+    authority.record_issued(directory, identity.cert)
     click.echo(f"jobs: wrote {cert} and {key}", err=True)
 
 
@@ -151,4 +152,28 @@ async def issue_server(
     except ValueError as exc:
         raise CliError(f"cannot issue a certificate for {name}: {exc}") from None
     cert, key = authority.write_identity(identity, target, name)
+    authority.record_issued(directory, identity.cert)
     click.echo(f"jobs: wrote {cert} and {key}", err=True)
+
+
+@pki.command(short_help="Revoke certificates, by name or serial, in the CA's CRL.")
+@click.argument("subject", metavar="NAME|SERIAL")
+@click.option(
+    "--dir", "directory", type=click.Path(file_okay=False, path_type=Path), help=_DIR_HELP
+)
+async def revoke(subject: str, directory: Path | None) -> None:
+    """Revoke every certificate issued to NAME (or the one of SERIAL, in hex as
+    `openssl x509 -noout -serial` prints it) in the CA's CRL, crl.pem.
+
+    A server started with --crl refuses them at the handshake from its next
+    reload (SIGHUP) on, and closes their open connections then.
+    """
+    directory = directory or pki_dir()
+    try:
+        serials = authority.revoke_in(directory, subject)
+    except FileNotFoundError:
+        raise CliError(f"no CA in {directory}: run `jobs pki init` first") from None
+    except LookupError as exc:
+        raise CliError(f"{exc.args[0]}; give its serial instead") from None
+    listed = ", ".join(f"{serial:X}" for serial in serials)
+    click.echo(f"jobs: revoked {listed} in {directory / authority.CRL}", err=True)

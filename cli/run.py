@@ -25,6 +25,7 @@ __all__ = ["follow_to_end", "run"]
 @click.option(
     "--name", help="A name for the job, unique among your running jobs; usable as its id."
 )
+@click.option("--user", help="Run as this user (name or uid), if the server allows it.")
 @click.option("--label", "labels", type=LABEL, multiple=True, help="A label KEY=VALUE (repeat).")
 @click.option("--cpu", type=float, help="CPU limit in cores, e.g. 0.5.")
 @click.option("--memory", type=SIZE, help="Memory limit, e.g. 256M.")
@@ -43,6 +44,7 @@ async def run(
     cwd: str | None,
     name: str | None,
     labels: tuple[tuple[str, str], ...],
+    user: str | None,
     cpu: float | None,
     memory: int | None,
     io_read: tuple[IoRate, ...],
@@ -92,6 +94,7 @@ async def run(
         isolation=[f"NAMESPACE_{n.name}" for n in sorted(isolate or (), key=lambda n: n.value)],
         name=name or "",
         labels=seen,
+        user=user or "",
     )
     if timeout is not None:
         request.timeout_seconds = timeout

@@ -1,4 +1,5 @@
-"""``jobs serve``: run the server until SIGTERM or SIGINT, then stop every job gracefully."""
+"""``jobs serve``: run the server until SIGTERM or SIGINT, then stop every job gracefully;
+reload its certificates and CRL on SIGHUP."""
 
 from __future__ import annotations
 
@@ -19,12 +20,18 @@ from jobs import (
     DEFAULT_MAX_STREAMS,
     DEFAULT_OUTPUT_CAP,
     InvalidArgument,
+    JobsError,
     ManagerSettings,
+    UserPolicy,
 )
 from jobs._etcd import EtcdError, parse_url, tls_context
 from jobs.selectors import check_labels
 from jobs.server import (
     BUILTIN_PREFIX,
+    DEFAULT_AUDIT_MAX_BYTES,
+    DEFAULT_CALL_BURST,
+    DEFAULT_CALL_RATE,
+    DEFAULT_MAX_CONNECTIONS,
     DEFAULT_REGISTER_TTL,
     Registration,
     ServerConfig,
@@ -243,6 +250,62 @@ def _name(ctx: click.Context, param: click.Parameter, value: str | None) -> str:
     show_default="1M",
     help="Largest Run request message.",
 )
+# -- least privilege and production security (issue 13) --
+@click.option(
+    "--default-user",
+    envvar="JOBS_DEFAULT_USER",
+    help="User (name or uid) of jobs that name none. [env: JOBS_DEFAULT_USER; "
+    "default: nobody for a root server, else the server's own user]",
+)
+@click.option(
+    "--allow-user",
+    "allow_users",
+    multiple=True,
+    help="Another user (name or uid) jobs may ask to run as; repeatable. "
+    "Root only when named here.",
+)
+@click.option(
+    "--crl",
+    envvar="JOBS_SERVER_CRL",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="PEM CRL of the CA (`jobs pki revoke`); revoked client certificates are refused. "
+    "[env: JOBS_SERVER_CRL; default without --ca/--cert/--key: $JOBS_HOME/pki/crl.pem]",
+)
+@click.option(
+    "--audit-log",
+    envvar="JOBS_AUDIT_LOG",
+    default="",
+    help="Audit log file, or - for standard output. "
+    "[env: JOBS_AUDIT_LOG; default: audit.log in the state directory]",
+)
+@click.option(
+    "--audit-log-size",
+    type=SIZE,
+    default=DEFAULT_AUDIT_MAX_BYTES,
+    show_default="100M",
+    help="Rotate the audit log at this size (5 older files kept).",
+)
+@click.option(
+    "--call-rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_CALL_RATE,
+    show_default=True,
+    help="Calls per second per account (token bucket); past it RESOURCE_EXHAUSTED.",
+)
+@click.option(
+    "--call-burst",
+    type=click.IntRange(min=1),
+    default=DEFAULT_CALL_BURST,
+    show_default=True,
+    help="Calls an idle account may make at once.",
+)
+@click.option(
+    "--max-connections",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_CONNECTIONS,
+    show_default=True,
+    help="Open connections per client IP address; more are closed at once.",
+)
 async def serve(
     listen: str,
     ca: Path | None,
@@ -271,6 +334,14 @@ async def serve(
     keepalive_timeout: float,
     max_request: int,
     max_run_request: int,
+    default_user: str | None,
+    allow_users: tuple[str, ...],
+    crl: Path | None,
+    audit_log: str,
+    audit_log_size: int,
+    call_rate: float,
+    call_burst: int,
+    max_connections: int,
 ) -> None:
     """Serve the jobs API over mutual TLS.
 
@@ -282,6 +353,11 @@ async def serve(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     host, port = parse_address(listen)
+    try:
+        users = UserPolicy(default_user, allow_users)
+        users.check()
+    except JobsError as exc:
+        raise CliError(str(exc)) from None
     health = parse_address(health_listen) if health_listen is not None else None
     if health is not None and not health_any_address:
         try:
@@ -309,6 +385,8 @@ async def serve(
         if created:
             log.info("created a development PKI in %s: %s", directory, ", ".join(created))
         ca, cert, key = directory / "ca.crt", directory / "server.crt", directory / "server.key"
+        if crl is None and (directory / authority.CRL).exists():
+            crl = directory / authority.CRL
     elif ca is None or cert is None or key is None:
         raise click.UsageError("give --ca, --cert and --key together (or none of them)")
     config = ServerConfig(
@@ -326,6 +404,7 @@ async def serve(
             history=history,
             history_age=history_age,
             grace=grace,
+            users=users,
         ),
         name=name,
         labels=labels,
@@ -338,16 +417,31 @@ async def serve(
         keepalive_timeout=keepalive_timeout,
         max_request=max_request,
         max_run_request=max_run_request,
+        crl=crl,
+        audit_log=audit_log,
+        audit_log_max_bytes=audit_log_size,
+        call_rate=call_rate,
+        call_burst=call_burst,
+        max_connections=max_connections,
     )
-    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         async with anyio.create_task_group() as tg:
             try:
-                await tg.start(functools.partial(run_server, config))
+                serving = await tg.start(functools.partial(run_server, config))
             except OSError as exc:
                 raise CliError(f"cannot serve on {listen}: {exc.strerror or exc}") from None
-            except InvalidArgument as exc:
+            except JobsError as exc:  # a bad name, the state directory taken, a user unknown
                 raise CliError(str(exc)) from None
+            except BaseExceptionGroup as group:  # raised inside the job manager's block
+                (error, *_) = group.exceptions
+                if isinstance(error, JobsError):  # the audit log cannot be opened
+                    raise CliError(str(error)) from None
+                raise
             async for received in signals:
+                if received == signal.SIGHUP:
+                    log.info("SIGHUP: reloading the CA, certificate, key and CRL")
+                    serving.reload()
+                    continue
                 log.info("%s: stopping every job, then exiting", signal.Signals(received).name)
                 tg.cancel_scope.cancel()
                 break

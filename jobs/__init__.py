@@ -47,6 +47,9 @@ if _typing.TYPE_CHECKING:
     from ._core.settings import DEFAULT_MAX_STREAMS as DEFAULT_MAX_STREAMS
     from ._core.settings import DEFAULT_OUTPUT_CAP as DEFAULT_OUTPUT_CAP
     from ._core.settings import ManagerSettings as ManagerSettings
+    from ._core.users import DEFAULT_USER as DEFAULT_USER
+    from ._core.users import RunAs as RunAs
+    from ._core.users import UserPolicy as UserPolicy
     from .errors import AmbiguousJob as AmbiguousJob
     from .errors import CannotExecute as CannotExecute
     from .errors import InvalidArgument as InvalidArgument
@@ -56,8 +59,11 @@ if _typing.TYPE_CHECKING:
     from .errors import NameInUse as NameInUse
     from .errors import OffsetOutOfRange as OffsetOutOfRange
     from .errors import ShuttingDown as ShuttingDown
+    from .errors import StateDirectoryLocked as StateDirectoryLocked
     from .errors import TooManyJobs as TooManyJobs
     from .errors import TooManyStreams as TooManyStreams
+    from .errors import UnknownUser as UnknownUser
+    from .errors import UserNotAllowed as UserNotAllowed
 
 _LAZY = {
     "Job": "._core.job",
@@ -80,6 +86,9 @@ _LAZY = {
     "DEFAULT_MAX_STREAMS": "._core.settings",
     "DEFAULT_OUTPUT_CAP": "._core.settings",
     "ManagerSettings": "._core.settings",
+    "DEFAULT_USER": "._core.users",
+    "RunAs": "._core.users",
+    "UserPolicy": "._core.users",
     "AmbiguousJob": ".errors",
     "CannotExecute": ".errors",
     "InvalidArgument": ".errors",
@@ -89,8 +98,11 @@ _LAZY = {
     "NameInUse": ".errors",
     "OffsetOutOfRange": ".errors",
     "ShuttingDown": ".errors",
+    "StateDirectoryLocked": ".errors",
     "TooManyJobs": ".errors",
     "TooManyStreams": ".errors",
+    "UnknownUser": ".errors",
+    "UserNotAllowed": ".errors",
 }
 """Each public name and the module (relative to this package) that defines it."""
 
@@ -114,6 +126,7 @@ __all__ = [
     "DEFAULT_MAX_RUNNING",
     "DEFAULT_MAX_STREAMS",
     "DEFAULT_OUTPUT_CAP",
+    "DEFAULT_USER",
     "AmbiguousJob",
     "CannotExecute",
     "Chunk",
@@ -134,10 +147,15 @@ __all__ = [
     "NameInUse",
     "Namespace",
     "OffsetOutOfRange",
+    "RunAs",
     "Selection",
     "ShuttingDown",
+    "StateDirectoryLocked",
     "Stream",
     "TooManyJobs",
     "TooManyStreams",
+    "UnknownUser",
     "Usage",
+    "UserNotAllowed",
+    "UserPolicy",
 ]

@@ -13,13 +13,17 @@ from pathlib import Path
 __all__ = ["client_context", "server_context"]
 
 
-def server_context(cert: Path, key: Path, ca: Path) -> ssl.SSLContext:
-    """A server context that requires a client certificate issued by ``ca``."""
+def server_context(cert: Path, key: Path, ca: Path, crl: Path | None = None) -> ssl.SSLContext:
+    """A server context that requires a client certificate issued by ``ca`` (and not
+    revoked by ``crl``, a PEM CRL of that CA, when given)."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     _harden(context)
     context.verify_mode = ssl.CERT_REQUIRED
     context.load_cert_chain(cert, key)
     context.load_verify_locations(cafile=ca)
+    if crl is not None:
+        context.load_verify_locations(cafile=crl)
+        context.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
     return context
 
 

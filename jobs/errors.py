@@ -20,9 +20,12 @@ __all__ = [
     "NameInUse",
     "OffsetOutOfRange",
     "ShuttingDown",
+    "StateDirectoryLocked",
     "StateDiskFull",
     "TooManyJobs",
     "TooManyStreams",
+    "UnknownUser",
+    "UserNotAllowed",
     "echo",
 ]
 
@@ -157,3 +160,29 @@ class StateDiskFull(JobsError):
     def __init__(self, state_dir: str) -> None:
         self.state_dir = state_dir
         super().__init__("the state disk is full: no room for the job's record")
+
+
+class UserNotAllowed(JobsError):
+    """The server's policy does not let jobs run as this user."""
+
+    def __init__(self, user: str) -> None:
+        self.user = user
+        super().__init__(f"jobs may not run as user {user!r} on this server")
+
+
+class UnknownUser(JobsError):
+    """No user of this name or uid exists on the server's host."""
+
+    def __init__(self, user: str) -> None:
+        self.user = user
+        super().__init__(f"no user {user!r} on this host")
+
+
+class StateDirectoryLocked(JobsError):
+    """Another server already uses this state directory."""
+
+    def __init__(self, directory: str, pid: int | None) -> None:
+        self.directory = directory
+        self.pid = pid
+        holder = f"process {pid}" if pid else "another process"
+        super().__init__(f"the state directory {directory} is in use by {holder}")

@@ -125,16 +125,16 @@ class ServerDidNotStart(RuntimeError):
 
 class JobsServer:
     """`jobs serve` as a subprocess on ``host`` (127.0.0.1) port 0, with the CA and
-    server identity of ``pki``, the state in ``state_dir`` and ``options`` added to
-    its command line (``command`` runs the CLI: the `jobs` script next to this Python
-    by default; ``start_timeout``: seconds to wait for its port; ``env``: variables
+    server identity of ``pki`` (None: its own development PKI in `JOBS_HOME`), the
+    state in ``state_dir`` and ``options`` added to its command line (``command``
+    runs the CLI: the `jobs` script next to this Python by default; ``start_timeout``: seconds to wait for its port; ``env``: variables
     added to this process's environment). It can be started again once stopped:
     same state, a new port."""
 
     def __init__(
         self,
         state_dir: Path,
-        pki: ServerFiles,
+        pki: ServerFiles | None,
         *options: str,
         command: Sequence[str] = (JOBS,),
         start_timeout: float = START_TIMEOUT,
@@ -142,8 +142,8 @@ class JobsServer:
         env: Mapping[str, str] | None = None,
     ) -> None:
         self.state_dir = state_dir
-        self.ca = pki.ca
-        self.server_files = PemFiles(pki.server.cert, pki.server.key)
+        self.ca = pki.ca if pki is not None else None
+        self.server_files = PemFiles(pki.server.cert, pki.server.key) if pki is not None else None
         self.options = options
         self.command = command
         self.start_timeout = start_timeout
@@ -176,9 +176,17 @@ class JobsServer:
         """
         if self.process is not None:
             raise RuntimeError(f"{self!r} is already running")
+        tls = (
+            []
+            if self.server_files is None
+            else [
+                f"--ca={self.ca}",
+                f"--cert={self.server_files.cert}",
+                f"--key={self.server_files.key}",
+            ]
+        )
         argv = [
-            *self.command, "serve", f"--listen={self.host}:0", f"--ca={self.ca}",
-            f"--cert={self.server_files.cert}", f"--key={self.server_files.key}",
+            *self.command, "serve", f"--listen={self.host}:0", *tls,
             f"--state-dir={self.state_dir}", *self.options,
         ]  # fmt: skip
         # A pipe of our own rather than anyio's stream: after start-up, a thread
@@ -276,6 +284,8 @@ class JobsServer:
 
     def channel(self, client: CertAndKey) -> Channel:
         """A new channel to the server as ``client`` (the caller closes it)."""
+        if self.ca is None:
+            raise RuntimeError(f"{self!r} runs with its own development PKI: no CA given")
         return open_channel(self.host, self.port, ca=self.ca, cert=client.cert, key=client.key)
 
     @property

@@ -15,6 +15,13 @@ from ._ca import issue_server as issue_server
 from ._ca import load_identity as load_identity
 from ._ca import role_extension as role_extension
 from ._ca import write_identity as write_identity
+from ._crl import CRL as CRL
+from ._crl import empty_crl as empty_crl
+from ._crl import load_crl as load_crl
+from ._crl import record_issued as record_issued
+from ._crl import revoke as revoke
+from ._crl import revoke_in as revoke_in
+from ._crl import write_crl as write_crl
 from ._home import ensure_development_pki as ensure_development_pki
 from ._home import init_authority as init_authority
 from ._home import load_authority as load_authority
@@ -26,6 +33,7 @@ from ._role import encode_role as encode_role
 
 __all__ = [
     "CLIENT_DAYS",
+    "CRL",
     "DEFAULT_ROLE_OID",
     "ROLES",
     "SERVER_DAYS",
@@ -33,13 +41,19 @@ __all__ = [
     "Role",
     "create_ca",
     "decode_role",
+    "empty_crl",
     "encode_role",
     "ensure_development_pki",
     "init_authority",
     "issue_client",
     "issue_server",
     "load_authority",
+    "load_crl",
     "load_identity",
+    "record_issued",
+    "revoke",
+    "revoke_in",
     "role_extension",
+    "write_crl",
     "write_identity",
 ]

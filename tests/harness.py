@@ -24,7 +24,7 @@ from grpclib.server import Server
 from pki_fixtures import Certificates
 
 from gen.jobs.v1 import JobServiceStub
-from jobs import Chunk, JobManager, ManagerSettings, Stream
+from jobs import Chunk, JobManager, ManagerSettings, Stream, UserPolicy
 from jobs._core.containment import CGROUP_ROOT, CgroupV1, CgroupV2
 from jobs.client import open_channel
 from jobs.server import ServerConfig, Serving, serve
@@ -60,6 +60,12 @@ needs_limits = pytest.mark.skipif(
 needs_namespaces = pytest.mark.skipif(
     not NAMESPACES, reason="needs root to create PID, mount and network namespaces"
 )
+
+
+TEST_USERS = UserPolicy("root") if ROOT else UserPolicy()
+"""Whom the suite's jobs run as: they read and write pytest's private (0700) temporary
+directories, so as root when the suite is root. tests/test_least_privilege.py runs
+servers with the production default (``nobody``) instead."""
 
 
 # -- a real server -------------------------------------------------------------------
@@ -102,7 +108,7 @@ async def running_server(
     ``ServerConfig``; the manager's grace is 2 s unless ``settings`` say otherwise).
 
     Every call's final status is recorded; leaving fails if any ended UNKNOWN or
-    INTERNAL (our bug).
+    INTERNAL (our bug). Jobs run as ``TEST_USERS`` says unless ``settings`` say otherwise.
     """
     config = ServerConfig(
         cert=test_pki.server.cert,
@@ -110,7 +116,7 @@ async def running_server(
         ca=test_pki.ca,
         state_dir=state_dir,
         port=0,
-        manager=settings or ManagerSettings(grace=2.0),
+        manager=settings or ManagerSettings(grace=2.0, users=TEST_USERS),
         **options,
     )
     statuses: list[tuple[str, Status]] = []
@@ -141,9 +147,15 @@ _NEVER = (Status.UNKNOWN, Status.INTERNAL)
 
 class ServerProcess(JobsServer):
     """`jobs serve` on an ephemeral port with the test PKI and a given state directory
-    (jobs.testing's server, with the test PKI's `alice` as its client)."""
+    (jobs.testing's server, with the test PKI's `alice` as its client).
+
+    Its jobs run as root when the suite does (see ``TEST_USERS``), unless
+    ``options`` give a ``--default-user``.
+    """
 
     def __init__(self, pki: Certificates, state: Path, *options: str) -> None:
+        if ROOT and not any(o.startswith("--default-user") for o in options):
+            options = (*options, "--default-user=root")
         super().__init__(state, pki, *options)
         self.pki = pki
         self.state = state

@@ -168,7 +168,8 @@ async def test_repr(manager: JobManager) -> None:
     job = manager.get(info.id, "alice")
     async with manager.reader(info.id, "alice", follow=True):
         assert repr(job) == (
-            f"<Job {info.id[:8]}… RUNNING pid={info.pid} owner='alice' followers=1>"
+            f"<Job {info.id[:8]}… RUNNING pid={info.pid} owner='alice' user={info.user!r} "
+            "followers=1>"
         )
     await manager.stop(info.id, "alice")
     assert repr(job).startswith(f"<Job {info.id[:8]}… STOPPED")

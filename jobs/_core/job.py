@@ -21,6 +21,7 @@ from .output import LogReader, OutputLog, Selection
 from .process import ExitStatus, Process, clean_environment, process_start_time, spawn
 from .records import create_record, save_record
 from .settings import DEFAULT_GRACE
+from .users import RunAs
 
 __all__ = ["Job"]
 
@@ -47,6 +48,7 @@ class Job:
         grace: float = DEFAULT_GRACE,
         output_cap: int | None = None,
         log: OutputLog | None = None,
+        run_as: RunAs | None = None,
     ) -> None:
         self.id = job_id
         self.owner = owner
@@ -56,6 +58,10 @@ class Job:
         self._log = log or OutputLog(directory / "output", cap=output_cap)
         self._containment = containment
         self._grace = grace
+        self._run_as = run_as
+        """Who the job runs as; None: the manager's own user (looked up at spawn)."""
+        self._user = run_as.name if run_as is not None else ""
+        self._uid: int | None = run_as.uid if run_as is not None else None
         self._container: Container | None = None
         self._process: Process | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -84,6 +90,7 @@ class Job:
             log=OutputLog.reopen(directory / "output", lost=info.lost_bytes),
         )
         job._pid = info.pid
+        job._user, job._uid = info.user, info.uid
         job._started_at = info.started_at
         job._ended_at = info.ended_at
         job._status = ExitStatus(info.exit_code, info.signal)
@@ -100,7 +107,7 @@ class Job:
         pid = self._pid
         return (
             f"<Job {self.id[:8]}… {self._state.name} pid={pid} owner={self.owner!r} "
-            f"followers={self._log.readers}>"
+            f"user={self._user!r} followers={self._log.readers}>"
         )
 
     @property
@@ -124,17 +131,24 @@ class Job:
             # Creating namespaces needs CAP_SYS_ADMIN; the child would only report
             # "Exception occurred in preexec_fn".
             raise LimitUnsupported("isolation", "namespaces need a server running as root")
+        run_as = self._credentials()
+        # The user is taken on last: joining the cgroup and entering namespaces
+        # (mounting the PID namespace's /proc) need the server's privileges. In a
+        # PID namespace the init, then the command, run as the user.
         steps = [container.preexec()]
         if spec.isolation:
             steps.append(namespaces.preexec(spec.isolation))
+        steps.append(run_as.preexec())
         start = namespaces.spawn_with_init if Namespace.PID in spec.isolation else spawn
-        return await start(
-            spec.argv,
-            env,
-            cwd,
-            preexec=_chain(steps),
-            spawned=container.spawned,
-        )
+        return await start(spec.argv, env, cwd, preexec=_chain(steps), spawned=container.spawned)
+
+    def _credentials(self) -> RunAs:
+        """Who the job runs as (the manager's own user unless it was told), noted for
+        ``info``."""
+        run_as = self._run_as or RunAs.current()
+        self._run_as = run_as
+        self._user, self._uid = run_as.name, run_as.uid
+        return run_as
 
     def _environment(self) -> dict[str, str]:
         """The job's environment: the clean default, the call's entries, and who it is.
@@ -142,7 +156,7 @@ class Job:
         ``JOBS_JOB_ID`` and ``JOBS_JOB_NAME`` come last, so that a job can always
         trust them (a caller cannot make one job pose as another).
         """
-        env = clean_environment(self.spec.env)
+        env = clean_environment(self.spec.env, home=self._credentials().home)
         env["JOBS_JOB_ID"] = self.id
         if self.spec.name is not None:
             env["JOBS_JOB_NAME"] = self.spec.name
@@ -190,6 +204,8 @@ class Job:
             dropped_bytes=self._log.start,
             lost_bytes=self._log.lost,
             usage=self._usage(),
+            user=self._user,
+            uid=self._uid,
         )
         if self._state.is_final:
             self._final_info = info  # an ended job's facts no longer change

@@ -29,10 +29,12 @@ from ..errors import (
 )
 from .containment import Containment, Leftover, detect
 from .job import Job
+from .lock import StateLock
 from .model import MAX_SECONDS, JobInfo, JobSpec, JobState
 from .output import LogReader, Selection
 from .records import RECORD, load_record
 from .settings import ManagerSettings
+from .users import RunAs, UserPolicy
 
 __all__ = ["MIN_PREFIX", "JobManager", "cgroup_scope"]
 
@@ -82,22 +84,35 @@ class JobManager:
         """(owner, name) -> id of the running (or starting) job of that name."""
         self._task_group: anyio.abc.TaskGroup | None = None
         self._closing = False
+        self._lock: StateLock | None = None
 
     def __repr__(self) -> str:
         running = sum(self._running.values())
         return f"<JobManager {self.state_dir} jobs={len(self._jobs)} running={running}>"
 
     async def __aenter__(self) -> JobManager:
+        """Lock the state directory (``StateDirectoryLocked`` if another manager holds
+        it), restore the records, sweep what an earlier run left, start."""
         self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        (self.state_dir / "jobs").mkdir(mode=0o700, exist_ok=True)
-        if self.containment is None:
-            self.containment = detect(cgroup_scope(self.state_dir))
-        log.info("job containment: %s", self.containment.description)
-        leftovers = self._restore(self.containment)
-        if swept := self.containment.sweep(leftovers):
-            log.warning("killed what was left of %d jobs of an earlier run", swept)
-        self._task_group = anyio.create_task_group()
-        await self._task_group.__aenter__()
+        # Before anything is read or swept: a second server must change nothing.
+        self._lock = StateLock(self.state_dir)
+        try:
+            # Jobs run as other users: the records and output are the server's alone.
+            self.state_dir.chmod(0o700)
+            (self.state_dir / "jobs").mkdir(mode=0o700, exist_ok=True)
+            if self.settings.users is not None:
+                self.settings.users.check()
+            if self.containment is None:
+                self.containment = detect(cgroup_scope(self.state_dir))
+            log.info("job containment: %s", self.containment.description)
+            leftovers = self._restore(self.containment)
+            if swept := self.containment.sweep(leftovers):
+                log.warning("killed what was left of %d jobs of an earlier run", swept)
+            self._task_group = anyio.create_task_group()
+            await self._task_group.__aenter__()
+        except BaseException:
+            self._lock.close()
+            raise
         return self
 
     async def __aexit__(
@@ -114,6 +129,8 @@ class JobManager:
         finally:
             if self.containment is not None:
                 self.containment.close()
+            if self._lock is not None:
+                self._lock.close()
 
     async def shutdown(self) -> None:
         """Refuse new jobs and stop every running one, each with the manager's grace."""
@@ -128,6 +145,8 @@ class JobManager:
     async def start(self, spec: JobSpec, owner: str) -> JobInfo:
         """Start a job for ``owner`` and return once its main process runs.
 
+        The job runs as the user ``spec.user`` names, or the policy's default
+        (``settings.users``): ``UserNotAllowed`` or ``UnknownUser`` otherwise.
         Raises ``TooManyJobs`` at the account's cap, ``NameInUse`` when a running
         job of the owner has the spec's name, ``CannotExecute`` or
         ``InvalidArgument`` when the command cannot be started,
@@ -137,6 +156,7 @@ class JobManager:
         if self._closing or self._task_group is None or self.containment is None:
             raise ShuttingDown
         settings = self.settings
+        run_as = (settings.users or UserPolicy(RunAs.current().name)).resolve(spec.user)
         if self._running[owner] >= settings.max_running:
             raise TooManyJobs(owner, settings.max_running)
         job_id = str(uuid.uuid4())
@@ -153,6 +173,7 @@ class JobManager:
             containment=self.containment,
             grace=settings.grace,
             output_cap=settings.output_cap,
+            run_as=run_as,
         )
         self._running[owner] += 1  # held while spawning, so concurrent starts respect the cap
         try:

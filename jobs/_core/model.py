@@ -155,7 +155,12 @@ class JobSpec:
     labels: tuple[tuple[str, str], ...] = ()
     """``(key, value)`` pairs, sorted by key (a tuple, so that the spec stays hashable)."""
 
+    user: str | None = None
+    """The user to run as, a name or a uid (None: the policy's default)."""
+
     def __post_init__(self) -> None:
+        if self.user is not None and (not self.user or "\0" in self.user):
+            raise InvalidArgument("bad user name")
         if self.name is not None and not _NAME.fullmatch(self.name):
             raise InvalidArgument(
                 f"bad job name {self.name!r}: 1 to 128 letters, digits, '_', '.' or '-', "
@@ -193,7 +198,7 @@ class JobSpec:
             f"JobSpec(argv={self.argv!r}, env_names={names!r}, cwd={self.cwd!r}, "
             f"timeout={self.timeout!r}, limits={self.limits!r}, "
             f"isolation={sorted(ns.value for ns in self.isolation)!r}, name={self.name!r}, "
-            f"labels={dict(self.labels)!r})"
+            f"labels={dict(self.labels)!r}, user={self.user!r})"
         )
 
 
@@ -248,6 +253,10 @@ class JobInfo:
     """Bytes read from the job but not stored (the state disk was full)."""
     usage: Usage | None = None
     """Resources used so far (running) or in all (ended); None when not known."""
+    user: str = ""
+    """The user the job runs as (empty in records older than users)."""
+    uid: int | None = None
+    """That user's uid."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,17 +21,21 @@ itself), is reported as signal N.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import errno
 import fcntl
+import functools
 import logging
 import os
 import shutil
 import signal
 import socket
+import stat
 import struct
 import sysconfig
+import tempfile
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -107,18 +111,41 @@ def _loopback_up() -> None:
         fcntl.ioctl(sock, _SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | _IFF_UP))
 
 
+@functools.cache
 def init_path() -> Path:
     """The init of PID-namespace jobs: the ``dumb-init`` installed with us.
 
-    Raises ``LimitUnsupported`` when it is missing.
+    The init runs as the job's user, so it must be reachable by anyone: installed
+    under a private directory (a virtualenv in /root, say), it is copied once into
+    a directory of its own that every user can search. Raises ``LimitUnsupported``
+    when it is missing.
     """
     found = Path(sysconfig.get_path("scripts")) / "dumb-init"
-    if found.is_file():
+    if not found.is_file():
+        elsewhere = shutil.which("dumb-init")
+        if elsewhere is None:
+            raise LimitUnsupported("a PID namespace", "its init, dumb-init, is not installed")
+        found = Path(elsewhere)
+    found = found.resolve()
+    if _reachable_by_anyone(found):
         return found
-    elsewhere = shutil.which("dumb-init")
-    if elsewhere is None:
-        raise LimitUnsupported("a PID namespace", "its init, dumb-init, is not installed")
-    return Path(elsewhere)
+    directory = Path(tempfile.mkdtemp(prefix="jobs-init-"))
+    directory.chmod(0o755)
+    copy = directory / "dumb-init"
+    shutil.copyfile(found, copy)
+    copy.chmod(0o755)
+    atexit.register(shutil.rmtree, directory, True)
+    return copy
+
+
+def _reachable_by_anyone(path: Path) -> bool:
+    """Whether every user may execute ``path``: the file, and a search of each directory."""
+    try:
+        if not path.stat().st_mode & stat.S_IXOTH:
+            return False
+        return all(parent.stat().st_mode & stat.S_IXOTH for parent in path.parents)
+    except OSError:
+        return False
 
 
 EXEC_WAIT = 5.0

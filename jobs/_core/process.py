@@ -51,12 +51,15 @@ def _home() -> str:
         return "/"
 
 
-def clean_environment(extra: Sequence[tuple[str, str]]) -> dict[str, str]:
-    """The environment a job starts with: PATH, LANG and HOME, then ``extra``.
+def clean_environment(
+    extra: Sequence[tuple[str, str]], *, home: str | None = None
+) -> dict[str, str]:
+    """The environment a job starts with: PATH, LANG and HOME (``home``, by default
+    the server user's), then ``extra``.
 
     The server's own variables never leak into a job.
     """
-    env = {"PATH": DEFAULT_PATH, "LANG": "C.UTF-8", "HOME": _home()}
+    env = {"PATH": DEFAULT_PATH, "LANG": "C.UTF-8", "HOME": home or _home()}
     env.update(extra)
     return env
 

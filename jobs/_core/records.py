@@ -104,6 +104,9 @@ def _encode(info: JobInfo, start_time: int | None) -> bytes:
             "io_write": [[r.bytes_per_second, r.device] for r in limits.io_write],
         },
         "isolation": sorted(ns.value for ns in spec.isolation),
+        "requested_user": spec.user,
+        "user": info.user,
+        "uid": info.uid,
         "state": info.state.value,
         "pid": info.pid,
         "pid_start_time": start_time,
@@ -140,9 +143,10 @@ def load_record(directory: Path) -> tuple[JobInfo, int | None]:
             io_write=tuple(IoRate(rate, device) for rate, device in limits["io_write"]),
         ),
         isolation=frozenset(Namespace(ns) for ns in document["isolation"]),
-        # Records written before names, labels and usage existed have none.
+        # Records written before names, labels, usage and users existed have none.
         name=document.get("name"),
         labels=tuple(sorted(document.get("labels", {}).items())),
+        user=document.get("requested_user"),
     )
     usage = document.get("usage")
     info = JobInfo(
@@ -157,5 +161,7 @@ def load_record(directory: Path) -> tuple[JobInfo, int | None]:
         signal=document["signal"],
         lost_bytes=document["lost_bytes"],
         usage=None if usage is None else Usage(**usage),
+        user=document.get("user", ""),
+        uid=document.get("uid"),
     )
     return info, document["pid_start_time"]

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 
 from ..errors import InvalidArgument
+from .users import UserPolicy
 
 __all__ = [
     "DEFAULT_GRACE",
@@ -44,6 +45,9 @@ class ManagerSettings:
     """Ended jobs kept (None: all)."""
     history_age: float | None = None
     """Seconds an ended job is kept (None: no age limit)."""
+    users: UserPolicy | None = None
+    """Whom jobs run as. None: the manager's own user, for a manager embedded in a
+    program; a server always has a policy (``nobody`` by default, see ``UserPolicy``)."""
 
     def __post_init__(self) -> None:
         if self.max_running < 1 or self.max_streams < 1:

@@ -6,17 +6,23 @@ encoding), ``_guard`` (size caps, authentication, authorization and the one
 error table), ``_auth`` (the principal from the client certificate),
 ``_grpclib`` (every use of grpclib's internals), ``_coalesce`` (one TLS
 record per event-loop iteration), ``_identity`` (name, labels, capabilities),
-``_register`` (the etcd registration), ``_health`` (the plaintext health port)
-and ``_notify`` (systemd's readiness protocol).
+``_register`` (the etcd registration), ``_health`` (the plaintext health port),
+``_notify`` (systemd's readiness protocol), ``_listener`` (accepting
+connections: the TLS handshake, per-address caps, closing revoked identities),
+``_audit`` (the audit log) and ``_limits`` (call rates and connection counts).
 """
 
 from .._etcd import EtcdUrl as EtcdUrl
+from ._audit import DEFAULT_MAX_BYTES as DEFAULT_AUDIT_MAX_BYTES
 from ._health import check_health_address as check_health_address
 from ._identity import BUILTIN_PREFIX as BUILTIN_PREFIX
 from ._identity import Capabilities as Capabilities
 from ._identity import ServerIdentity as ServerIdentity
 from ._identity import check_name as check_name
 from ._identity import host_name as host_name
+from ._limits import DEFAULT_CALL_BURST as DEFAULT_CALL_BURST
+from ._limits import DEFAULT_CALL_RATE as DEFAULT_CALL_RATE
+from ._limits import DEFAULT_MAX_CONNECTIONS as DEFAULT_MAX_CONNECTIONS
 from ._register import DEFAULT_TTL as DEFAULT_REGISTER_TTL
 from ._register import Registration as Registration
 from ._serve import DEFAULT_ADDRESS as DEFAULT_ADDRESS
@@ -27,6 +33,10 @@ from ._serve import serve as serve
 __all__ = [
     "BUILTIN_PREFIX",
     "DEFAULT_ADDRESS",
+    "DEFAULT_AUDIT_MAX_BYTES",
+    "DEFAULT_CALL_BURST",
+    "DEFAULT_CALL_RATE",
+    "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_REGISTER_TTL",
     "Capabilities",
     "EtcdUrl",

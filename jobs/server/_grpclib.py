@@ -9,11 +9,9 @@ at a request's headers (and refuse it) before it is routed.
 from __future__ import annotations
 
 import asyncio
-import socket
-import ssl
 import struct
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
 
 from grpclib.protocol import AbstractHandler, H2Protocol, Peer
 from grpclib.protocol import Stream as H2Stream
@@ -101,29 +99,30 @@ async def drain(stream: Stream[object, object], length: int) -> None:
         length -= len(piece)
 
 
-async def start_server(
-    server: Server,
-    sock: socket.socket,
-    context: ssl.SSLContext,
-    handshake_timeout: float,
-    backlog: int,
-) -> None:
-    """``Server.start(sock=..., ssl=...)`` with a TLS handshake timeout, a listen
-    backlog, our HTTP/2 checks (``_http2``), writes coalesced per loop iteration
-    (``_coalesce``), and the memory of closed connections reclaimed (``_trim``)."""
+Factory = Callable[[], asyncio.Protocol]
+
+
+class Accepting(Protocol):
+    """What accepts a server's connections in grpclib's place (see ``start_server``)."""
+
+    def close(self) -> None: ...
+
+    async def wait_closed(self) -> None: ...
+
+
+async def start_server(server: Server, start: Callable[[Factory], Awaitable[Accepting]]) -> None:
+    """``Server.start`` with connections accepted by ``start``: it is given grpclib's
+    protocol factory, behind our HTTP/2 checks (``_http2``), its writes coalesced per
+    loop iteration (``_coalesce``) and the memory of closed connections reclaimed
+    (``_trim``), and returns what grpclib then closes as its server."""
     if server._server is not None:
         raise RuntimeError("Server is already started")
     loop = asyncio.get_running_loop()
     from ._http2 import guarding  # it uses this module's other functions
 
     reclaimer = Reclaimer(server.__gc_collect__)
-    server._server = await loop.create_server(
-        coalescing(guarding(server._protocol_factory, reclaimer.connection_closed)),
-        sock=sock,
-        backlog=backlog,
-        ssl=context,
-        ssl_handshake_timeout=handshake_timeout,
-    )
+    factory = coalescing(guarding(server._protocol_factory, reclaimer.connection_closed))
+    server._server = await start(factory)  # type: ignore[assignment]
     server._server_closed_fut = loop.create_future()
 
 

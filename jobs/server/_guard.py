@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -36,9 +37,13 @@ from ..errors import (
     StateDiskFull,
     TooManyJobs,
     TooManyStreams,
+    UnknownUser,
+    UserNotAllowed,
 )
-from . import _grpclib
+from . import _audit, _grpclib
+from ._audit import AuditLog
 from ._auth import Principal, Unauthenticated, principal_from_der
+from ._limits import CallRate
 
 __all__ = ["STATUS", "Guard", "Policy", "current_principal", "grpc_error"]
 
@@ -55,6 +60,8 @@ STATUS: Mapping[type[JobsError], Status] = {
     TooManyStreams: Status.RESOURCE_EXHAUSTED,
     StateDiskFull: Status.RESOURCE_EXHAUSTED,
     ShuttingDown: Status.UNAVAILABLE,
+    UserNotAllowed: Status.PERMISSION_DENIED,
+    UnknownUser: Status.FAILED_PRECONDITION,
 }
 
 _principal: contextvars.ContextVar[Principal] = contextvars.ContextVar("principal")
@@ -86,12 +93,23 @@ HandlerFunc = Callable[[Any], Awaitable[None]]
 
 
 class Guard:
-    """Applies a ``Policy`` per method name to every call of the servables it guards."""
+    """Applies a ``Policy`` per method name to every call of the servables it guards;
+    each call is written to the ``audit`` log and counted against the ``rate``."""
 
-    def __init__(self, policies: Mapping[str, Policy], default: Policy, role_oid: str) -> None:
+    def __init__(
+        self,
+        policies: Mapping[str, Policy],
+        default: Policy,
+        role_oid: str,
+        *,
+        audit: AuditLog | None = None,
+        rate: CallRate | None = None,
+    ) -> None:
         self._policies = policies
         self._default = default
         self._role_oid = role_oid
+        self._audit = audit
+        self._rate = rate
 
     def guard(self, servable: Any) -> _Guarded:
         """A servable whose handlers are ``servable``'s, guarded."""
@@ -104,17 +122,56 @@ class Guard:
         func: HandlerFunc = handler.func
 
         async def guarded(stream: Stream[Any, Any]) -> None:
+            checked = _CheckedStream(stream, policy, self)
+            started = time.monotonic()
+            notes = _audit.begin_call()
+            # What the audit line says; a call cancelled (the client went away) is CANCELLED.
+            status: Status = Status.CANCELLED
+            message: str | None = "the client went away"
             try:
-                await func(_CheckedStream(stream, policy, self))
-            except GRPCError:
+                await func(checked)
+                status, message = Status.OK, None
+            except GRPCError as exc:
+                status, message = exc.status, exc.message
                 raise
             except JobsError as exc:
-                raise grpc_error(exc) from None
+                error = grpc_error(exc)
+                status, message = error.status, error.message
+                raise error from None
             except Exception:
                 log.exception("bug: %s raised", method)
+                status, message = Status.INTERNAL, "internal error"
                 raise GRPCError(Status.INTERNAL, "internal error") from None
+            finally:
+                if self._audit is not None:
+                    self._record(stream, method, checked, status, message, started, notes)
 
         return handler._replace(func=guarded)
+
+    def _record(
+        self,
+        stream: Stream[Any, Any],
+        method: str,
+        checked: _CheckedStream,
+        status: Status,
+        message: str | None,
+        started: float,
+        notes: dict[str, Any],
+    ) -> None:
+        assert self._audit is not None
+        principal = _principal.get(None)
+        fields = _audit.request_fields(checked.request)
+        fields.update(notes)
+        self._audit.call(
+            peer=_address(stream.peer.addr()),
+            account=principal.account if principal else None,
+            role=principal.role.value if principal and principal.role else None,
+            method=method,
+            status=status,
+            message=message,
+            duration=time.monotonic() - started,
+            fields=fields,
+        )
 
     def _admit(self, peer: Peer, policy: Policy) -> None:
         if policy.role is None:
@@ -126,13 +183,19 @@ class Guard:
             principal = principal_from_der(der, self._role_oid)
         except Unauthenticated as exc:
             raise GRPCError(Status.UNAUTHENTICATED, str(exc)) from None
+        _principal.set(principal)  # set before the checks: the audit names refused callers too
         if principal.role is None:
             raise GRPCError(Status.PERMISSION_DENIED, "the certificate grants no role")
         if not principal.role.allows(policy.role):
             raise GRPCError(
                 Status.PERMISSION_DENIED, f"role {principal.role.value} may not make this call"
             )
-        _principal.set(principal)
+        if self._rate is not None and not self._rate.take(principal.account):
+            raise GRPCError(
+                Status.RESOURCE_EXHAUSTED,
+                f"account {principal.account!r} is over its call rate "
+                f"({self._rate.rate:g} calls/s)",
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +214,8 @@ class _CheckedStream:
         self._cap = policy.max_request
         self._policy = policy
         self._guard: Guard | None = guard
+        self.request: Any = None
+        """The request message, once read and decoded (for the audit)."""
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
@@ -185,13 +250,25 @@ class _CheckedStream:
         except ValueError as exc:
             self._admitted()
             raise GRPCError(Status.INVALID_ARGUMENT, str(exc)) from None
-        self._admitted()
         try:
-            return _grpclib.decode(self._stream, body)
+            # Decoded before the caller is admitted, so that a refused call's audit
+            # line names its job too; refusal still comes first.
+            self.request = _grpclib.decode(self._stream, body)
         except Exception:
+            self._admitted()
             raise GRPCError(Status.INVALID_ARGUMENT, "the request cannot be decoded") from None
+        self._admitted()
+        return self.request
 
     def _admitted(self) -> None:
         if self._guard is not None:
             guard, self._guard = self._guard, None
             guard._admit(self._stream.peer, self._policy)
+
+
+def _address(addr: Any) -> str | None:
+    """``host:port`` (``[v6]:port``) of a peer address tuple."""
+    if not isinstance(addr, tuple) or len(addr) < 2:
+        return None if addr is None else str(addr)
+    host, port = addr[0], addr[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import logging
 import socket
+import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,14 +19,23 @@ from grpclib.health.service import Health
 from grpclib.reflection.service import ServerReflection
 from grpclib.server import Server
 
-from pki import DEFAULT_ROLE_OID, Role
+from pki import DEFAULT_ROLE_OID, Role, load_crl
 
-from .. import JobManager, ManagerSettings
+from .. import InvalidArgument, JobManager, ManagerSettings, UserPolicy
 from .._tls import server_context
 from . import _grpclib
+from ._audit import DEFAULT_MAX_BYTES, AuditLog, default_path
 from ._guard import Guard, Policy
 from ._health import check_health_address, start_health_server
 from ._identity import ServerIdentity, check_identity, host_name
+from ._limits import (
+    DEFAULT_CALL_BURST,
+    DEFAULT_CALL_RATE,
+    DEFAULT_MAX_CONNECTIONS,
+    CallRate,
+    Connections,
+)
+from ._listener import Listener
 from ._notify import notify
 from ._register import Registration, keep_registered
 from ._service import JobService
@@ -38,9 +50,8 @@ MAX_RUN_REQUEST = 1 << 20
 MAX_REQUEST = 64 << 10
 HANDSHAKE_TIMEOUT = 10.0
 LISTEN_BACKLOG = 1024
-"""Connections the kernel queues before the server accepts them. The event loop
-listens again with its own backlog (asyncio's default, 100, left bursts of new
-clients retrying their SYNs for seconds), so it is given this one too."""
+"""Connections the kernel queues before the server accepts them (asyncio's default,
+100, left bursts of new clients retrying their SYNs for seconds)."""
 KEEPALIVE_TIME = 30.0
 """Seconds of silence before the server pings a client; with the timeout below a
 dead peer is found within 50 s."""
@@ -91,18 +102,34 @@ class ServerConfig:
     """Also answer plaintext ``grpc.health.v1`` here (a loopback address)."""
     health_force: bool = False
     """Allow a non-loopback ``health_listen``."""
+    # -- least privilege and production security (issue 13)
+    crl: Path | None = None
+    """A PEM CRL of the CA: revoked client certificates are refused at the handshake."""
+    audit_log: str = ""
+    """Where the audit log goes: a path, ``-`` for standard output, empty for
+    ``audit.log`` in the state directory."""
+    audit_log_max_bytes: int = DEFAULT_MAX_BYTES
+    """Size at which the audit log is rotated."""
+    call_rate: float = DEFAULT_CALL_RATE
+    """Calls per second per account (a token bucket) ..."""
+    call_burst: int = DEFAULT_CALL_BURST
+    """... of this many tokens."""
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    """Open connections per client IP address."""
 
 
 @dataclass(frozen=True, slots=True)
 class Serving:
     """What ``serve`` reports once it listens: the address it bound, its manager,
-    its identity and the plaintext health port (0: none)."""
+    its identity, the plaintext health port (0: none), and ``reload``, which re-reads
+    the CA, certificate, key and CRL (see ``serve``)."""
 
     host: str
     port: int
     manager: JobManager
     identity: ServerIdentity
     health_port: int = 0
+    reload: Callable[[], bool] = lambda: False
 
 
 def policies(config: ServerConfig) -> tuple[dict[str, Policy], Policy]:
@@ -136,8 +163,13 @@ async def serve(
     ``setup`` is called with the grpclib server before it starts, to add event
     listeners (metrics, tests). Leaving stops the listener, then every running job
     (see ``JobManager``).
+
+    ``Serving.reload()`` re-reads the CA, certificate, key and CRL: new connections
+    use them, established ones keep going, except those of a client certificate
+    the new CRL revokes, which are closed. A reload that fails (a bad or missing
+    file) changes nothing and logs why; it returns whether it took.
     """
-    context = server_context(config.cert, config.key, config.ca)
+    context = server_context(config.cert, config.key, config.ca, config.crl)
     check_identity(config.name, config.labels)  # before the manager touches anything
     if config.health_listen is not None:
         check_health_address(config.health_listen[0], force=config.health_force)
@@ -150,17 +182,33 @@ async def serve(
             sock.close()
             host, port = config.health_listen
             raise OSError(exc.errno, f"health port {host}:{port}: {exc.strerror}") from None
-    async with JobManager(config.state_dir, config.manager) as manager:
+    settings = config.manager
+    if settings.users is None:  # a server always has a user policy: nobody, for root
+        settings = dataclasses.replace(settings, users=UserPolicy())
+    async with JobManager(config.state_dir, settings) as manager:
         assert manager.containment is not None  # chosen on entering the manager
         identity = ServerIdentity.build(
             config.name, config.labels, config.cert, manager.containment
         )
+        # Opened only now that the state directory is ours (see JobManager).
+        audit_path = config.audit_log or default_path(config.state_dir)
+        try:
+            audit = AuditLog(audit_path, config.audit_log_max_bytes)
+        except OSError as exc:
+            raise InvalidArgument(
+                f"cannot open the audit log {audit_path}: {exc.strerror or exc}"
+            ) from None
         jobs = JobService(manager, identity)
         # SERVING once listening, NOT_SERVING from the start of the shutdown: on
         # both the TLS port and the plaintext health port.
         serving = ServiceStatus()
         health = Health({jobs: [serving]})
-        guard = Guard(*policies(config), config.role_oid)
+        guard = Guard(
+            *policies(config),
+            config.role_oid,
+            audit=audit,
+            rate=CallRate(config.call_rate, config.call_burst),
+        )
         # Built here, inside the running loop: grpclib binds to the loop it is created in.
         server = Server(
             [guard.guard(s) for s in ServerReflection.extend([jobs, health])],
@@ -177,11 +225,18 @@ async def serve(
         health_server = None
         if health_sock is not None:
             health_server = await start_health_server(health, health_sock)
-        await _grpclib.start_server(server, sock, context, config.handshake_timeout, LISTEN_BACKLOG)
+        listener = Listener(
+            context,
+            handshake_timeout=config.handshake_timeout,
+            connections=Connections(config.max_connections),
+            audit=audit,
+        )
+        await _grpclib.start_server(server, functools.partial(listener.start, sock))
         host, port = sock.getsockname()[:2]
         log.info(
             "listening on %s:%d as %s (state in %s)", host, port, identity.name, config.state_dir
         )
+        log.info("audit log: %s", audit.path)
         serving.set(True)
         try:
             async with anyio.create_task_group() as background:
@@ -190,7 +245,8 @@ async def serve(
                     background.start_soon(keep_registered, config.register, identity, addr)
                 notify("READY=1", f"STATUS=serving on {host}:{port}")
                 health_port = health_sock.getsockname()[1] if health_sock is not None else 0
-                task_status.started(Serving(host, port, manager, identity, health_port))
+                reload = functools.partial(_reload, config, listener)
+                task_status.started(Serving(host, port, manager, identity, health_port, reload))
                 try:
                     await anyio.sleep_forever()
                 finally:
@@ -214,6 +270,25 @@ async def serve(
                     health_server.close()
                     with anyio.move_on_after(CLOSE_TIMEOUT):
                         await health_server.wait_closed()
+                audit.close()
+
+
+def _reload(config: ServerConfig, listener: Listener) -> bool:
+    """Re-read the TLS material into ``listener``; close the revoked identities' connections."""
+    try:
+        context = server_context(config.cert, config.key, config.ca, config.crl)
+        crl = load_crl(config.crl) if config.crl is not None else None
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        log.error("reload failed, keeping the current certificates: %s", exc)  # noqa: TRY400
+        return False
+    listener.context = context
+    closed = listener.close_revoked(crl) if crl is not None else 0
+    log.info(
+        "reloaded the CA, certificate and key%s; closed %d connections of revoked identities",
+        " and CRL" if crl is not None else "",
+        closed,
+    )
+    return True
 
 
 def _advertised(host: str, port: int, name: str) -> str:

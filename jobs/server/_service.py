@@ -34,7 +34,7 @@ from .._core.model import (
 from .._core.output import Selection
 from ..errors import InvalidArgument
 from ..selectors import parse_selector
-from . import _wire
+from . import _audit, _wire
 from ._guard import current_principal
 from ._identity import ServerIdentity
 from ._wire import Encoded
@@ -71,6 +71,7 @@ class JobService:
     async def run(self, request: wire.RunRequest) -> bytes:
         """Run: start the job; the encoded ``RunResponse``."""
         info = await self._manager.start(spec_from_request(request), current_principal().account)
+        _audit.annotate(job_id=info.id, user=info.user)
         return encode_jobs([info])
 
     async def stop(self, request: wire.StopRequest) -> bytes:
@@ -225,6 +226,8 @@ def _job(info: JobInfo) -> wire.Job:
         name=spec.name or "",
         labels=dict(spec.labels),
         usage=None if info.usage is None else _usage(info.usage),
+        user=info.user,
+        uid=info.uid or 0,
     )
 
 
@@ -271,6 +274,7 @@ def spec_from_request(request: wire.RunRequest) -> JobSpec:
         isolation=frozenset(isolation),
         name=request.name or None,
         labels=tuple(sorted(request.labels.items())),
+        user=request.user or None,
     )
 
 
