@@ -124,12 +124,14 @@ class ServerDidNotStart(RuntimeError):
 
 
 class JobsServer:
-    """`jobs serve` as a subprocess on ``host`` (127.0.0.1) port 0, with the CA and
-    server identity of ``pki`` (None: its own development PKI in `JOBS_HOME`), the
-    state in ``state_dir`` and ``options`` added to its command line (``command``
-    runs the CLI: the `jobs` script next to this Python by default; ``start_timeout``: seconds to wait for its port; ``env``: variables
-    added to this process's environment). It can be started again once stopped:
-    same state, a new port."""
+    """`jobs serve` as a subprocess on ``host`` (127.0.0.1) port 0.
+
+    It has the CA and server identity of ``pki`` (None: the server's own
+    development PKI in `JOBS_HOME`), its state in ``state_dir``, and ``options``
+    added to its command line; ``command`` runs the CLI (the `jobs` script next to
+    this Python by default); ``start_timeout`` is how long to wait for its port;
+    ``env`` adds variables to this process's environment. It can be started again
+    once stopped: same state, a new port."""
 
     def __init__(
         self,
