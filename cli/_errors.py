@@ -9,6 +9,7 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
 from jobs.client import ConnectionFailed
+from jobs.fleet import FleetError
 
 __all__ = ["EXIT_INTERRUPTED", "EXIT_USAGE", "CliError", "describe", "report"]
 
@@ -55,7 +56,7 @@ def report(raised: BaseException) -> int:
     if isinstance(error, click.ClickException):
         click.echo(f"jobs: {error.format_message()}", err=True)
         return error.exit_code
-    if isinstance(error, ConnectionFailed):
+    if isinstance(error, ConnectionFailed | FleetError):
         click.echo(f"jobs: {error}", err=True)
         return 1
     if isinstance(error, GRPCError):

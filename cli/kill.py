@@ -9,6 +9,7 @@ from gen.jobs import v1 as pb
 
 from ._client import Server, connection_options, for_job
 from ._errors import CliError
+from ._fleet import FleetOptions, fleet_options, kill_fleet, wants_fleet
 from ._params import DURATION, SIGNAL
 
 __all__ = ["kill"]
@@ -21,16 +22,21 @@ __all__ = ["kill"]
 )
 @click.argument("job_ids", metavar="ID...", nargs=-1, required=True)
 @connection_options
+@fleet_options
 async def kill(
     sig: int | None,
     grace: float | None,
     job_ids: tuple[str, ...],
     server: Server,
+    fleet: FleetOptions,
 ) -> None:
     """Stop jobs ID...: each gets the signal, then SIGKILL after the grace period.
 
     Returns once every process of every job is gone, and prints the ids stopped.
+    With --on (or HOST/ID), on many hosts.
     """
+    if wants_fleet(fleet, job_ids):
+        raise click.exceptions.Exit(await kill_fleet(fleet, server, job_ids, sig, grace))
     stopped: list[str] = []
     failures: list[CliError] = []
     async with server.connect() as stub:

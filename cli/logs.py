@@ -6,6 +6,7 @@ import anyio
 import asyncclick as click
 
 from ._client import Server, connection_options, for_job, stream_output
+from ._fleet import FleetOptions, fleet_options, logs_fleet, wants_fleet
 
 __all__ = ["logs"]
 
@@ -20,13 +21,20 @@ __all__ = ["logs"]
 )
 @click.argument("job_id", metavar="ID")
 @connection_options
+@fleet_options
 async def logs(
     follow: bool,
     offset: int,
     job_id: str,
     server: Server,
+    fleet: FleetOptions,
 ) -> None:
-    """Print the output of job ID: its stdout to stdout, its stderr to stderr."""
+    """Print the output of job ID: its stdout to stdout, its stderr to stderr.
+
+    With --on (or HOST/ID), from many hosts, merged line by line with [host] prefixes.
+    """
+    if wants_fleet(fleet, [job_id]):
+        raise click.exceptions.Exit(await logs_fleet(fleet, server, job_id, follow))
     async with server.connect() as stub:
         with for_job(job_id):
             try:

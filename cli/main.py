@@ -10,6 +10,7 @@ import anyio
 import asyncclick as click
 
 from ._errors import EXIT_INTERRUPTED, report
+from .hosts import hosts
 from .kill import kill
 from .logs import logs
 from .pki import pki
@@ -63,7 +64,7 @@ async def cli() -> None:
     """
 
 
-for _command in (run, logs, ps, kill, wait, serve, pki):
+for _command in (run, logs, ps, kill, wait, hosts, serve, pki):
     cli.add_command(_command)
 
 

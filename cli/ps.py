@@ -9,6 +9,7 @@ import asyncclick as click
 from gen.jobs import v1 as pb
 
 from ._client import Server, connection_options, for_job
+from ._fleet import FleetOptions, fleet_options, ps_fleet, wants_fleet
 from ._render import job_document, table
 
 __all__ = ["ps"]
@@ -18,12 +19,16 @@ __all__ = ["ps"]
 @click.option("--json", "as_json", is_flag=True, help='Print {"jobs": [...]} as JSON.')
 @click.argument("job_ids", metavar="[ID]...", nargs=-1)
 @connection_options
+@fleet_options
 async def ps(
     as_json: bool,
     job_ids: tuple[str, ...],
     server: Server,
+    fleet: FleetOptions,
 ) -> None:
-    """List your jobs (or just the jobs ID...), oldest first."""
+    """List your jobs (or just the jobs ID...), oldest first; with --on, on many hosts."""
+    if wants_fleet(fleet, job_ids):
+        raise click.exceptions.Exit(await ps_fleet(fleet, server, job_ids, as_json))
     async with server.connect() as stub:
         if job_ids:
             jobs = []

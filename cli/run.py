@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
 import asyncclick as click
 
@@ -9,6 +11,7 @@ from gen.jobs import v1 as pb
 from jobs import IoRate, Namespace
 
 from ._client import Server, connection_options, stream_output
+from ._fleet import FleetOptions, fleet_options, run_fleet, run_fleet_options
 from ._params import DURATION, ENV, IO_RATE, ISOLATION, SIZE
 from ._render import exit_code
 
@@ -32,6 +35,8 @@ __all__ = ["run"]
 @click.option("--timeout", type=DURATION, help="Stop the job after this long, e.g. 10m.")
 @click.argument("command", nargs=-1, required=True)
 @connection_options
+@fleet_options
+@run_fleet_options
 async def run(
     follow: bool,
     env: tuple[tuple[str, str], ...],
@@ -45,10 +50,16 @@ async def run(
     timeout: float | None,
     command: tuple[str, ...],
     server: Server,
+    fleet: FleetOptions,
+    fleet_run: dict[str, Any],
 ) -> None:
     """Run COMMAND on the server (never through a shell) and print the job id.
 
     Put -- before a command that has options of its own: jobs run -- ls -la
+
+    With --on, on every matching host (ids print as HOST/ID); with -f, their
+    output merged line by line, a summary line per host, and exit status 0 if
+    all exited 0, else the largest exit code, 255 if a host was unreachable.
     """
     request = pb.RunRequest(
         command=list(command),
@@ -64,6 +75,9 @@ async def run(
         isolation=[pb.Namespace[n.name] for n in sorted(isolate or (), key=lambda n: n.value)],
         timeout_seconds=timeout,
     )
+    if fleet.on is not None:
+        status = await run_fleet(request, follow, fleet, server, **fleet_run)
+        raise click.exceptions.Exit(status)
     async with server.connect() as stub:
         job = (await stub.run(request)).job
         if not follow:
