@@ -9,7 +9,7 @@ import re
 import signal
 import socket
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
@@ -104,7 +104,7 @@ class Fleet:
     directory: Path
     pki: Certificates
     cert: tuple[Path, Path]
-    extra: list[tuple[str, str, Mapping[str, str]]] = field(default_factory=list)
+    inventories: int = 0
 
     @property
     def inventory(self) -> Path:
@@ -113,7 +113,8 @@ class Fleet:
     def write_inventory(self, *extra: tuple[str, str, Mapping[str, str]]) -> Path:
         """The inventory: the eight servers plus ``extra`` entries (name, addr, labels)."""
         entries = [(s.name, s.addr, s.labels) for s in self.servers] + list(extra)
-        path = self.directory / f"hosts-{len(extra)}-{abs(hash(extra))}.toml"
+        self.inventories += 1
+        path = self.directory / f"hosts-{self.inventories}.toml"
         path.write_text(inventory_text(entries))
         return path
 

@@ -78,6 +78,10 @@ class HostFailed(Exception):
         super().__init__(f"{host}: {failure.value}: {reason}")
 
 
+class _NoAnswer(Exception):
+    """The caller's deadline passed (carried past ``connection_errors``)."""
+
+
 @contextlib.asynccontextmanager
 async def open_host(host: Host, identity: Identity) -> AsyncIterator[pb.JobServiceStub]:
     """A stub to ``host`` for the block: its own identity files where it names
@@ -116,10 +120,14 @@ def host_errors(host: Host, timeout: float | None = None) -> Iterator[None]:
     """
     try:
         with connection_errors(host.addr):
-            yield
+            try:
+                yield
+            except TimeoutError:
+                # Before connection_errors sees it: TimeoutError is an OSError.
+                raise _NoAnswer from None
     except ConnectionFailed as exc:
         raise HostFailed(host.name, Failure.UNREACHABLE, str(exc)) from None
-    except TimeoutError:
+    except _NoAnswer:
         after = f" within {timeout:g}s" if timeout else ""
         raise HostFailed(host.name, Failure.UNREACHABLE, f"no answer{after}") from None
     except GRPCError as exc:

@@ -100,7 +100,9 @@ def load_inventory(path: Path) -> list[Host]:
         # The message ends "(at line L, column C)"; say it our way.
         match = re.search(r"\(at line (\d+), column \d+\)$", str(exc))
         reason = str(exc)[: match.start()].strip() if match else str(exc)
-        raise InvalidInventory(path, int(match[1]) if match else None, reason) from None
+        raise InvalidInventory(
+            path, int(match[1]) if match else None, f"not valid TOML: {reason}"
+        ) from None
     lines = text.splitlines()
     headers = [number for number, line in enumerate(lines, 1) if _HEADER.match(line)]
     unknown = set(document) - {"host"}
