@@ -35,7 +35,11 @@ async def fleet(
 
 
 async def test_merge_keeps_every_hosts_lines_whole_and_in_order(fleet: Fleet) -> None:
-    script = 'seq -f "out %g" 10000 & seq -f "err %g" 10000 >&2; wait'
+    # Each line is written in two pieces, so output arrives cut mid-line too.
+    script = (
+        "i=1; while [ $i -le 10000 ]; do printf 'out %d' $i; echo; "
+        "printf 'err %d' $i >&2; echo >&2; i=$((i+1)); done"
+    )
     result = await jobs(fleet, "run", "--on", "fleet=test", "-f", "--", "sh", "-c", script)
     assert result.status == 0, result.stderr[-2000:]
     for data, word in ((result.stdout, "out"), (result.stderr, "err")):
@@ -178,12 +182,15 @@ class CuttingProxy:
 
 async def test_a_dropped_connection_resumes_from_its_offset(fleet: Fleet) -> None:
     h2 = fleet.server("h2")
-    proxy = CuttingProxy(("127.0.0.2", h2.port), cut_after=200_000)
+    # 20,000 lines (108,894 bytes) are delivered and read during the pause; the
+    # cut comes in the middle of the rest, so the stream must resume mid-way.
+    script = "seq 20000; sleep 1; seq 20001 100000"
+    proxy = CuttingProxy(("127.0.0.2", h2.port), cut_after=150_000)
     async with anyio.create_task_group() as tg:
         await tg.start(proxy.serve)
         inventory = fleet.write_inventory(("px", f"127.0.0.2:{proxy.port}", {"via": "proxy"}))
         result = await jobs(
-            fleet, "run", "--on", "px,h3", "-f", "--", "seq", "100000", inventory=inventory
+            fleet, "run", "--on", "px,h3", "-f", "--", "sh", "-c", script, inventory=inventory
         )
         tg.cancel_scope.cancel()
     assert proxy.cuts == 1
