@@ -11,6 +11,7 @@ import asyncclick as click
 
 from ._errors import EXIT_INTERRUPTED, report
 from .hosts import hosts
+from .info import info
 from .kill import kill
 from .logs import logs
 from .pki import pki
@@ -64,7 +65,7 @@ async def cli() -> None:
     """
 
 
-for _command in (run, logs, ps, kill, wait, hosts, serve, pki):
+for _command in (run, logs, ps, kill, wait, info, hosts, serve, pki):
     cli.add_command(_command)
 
 

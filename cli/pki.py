@@ -1,4 +1,4 @@
-"""``jobs pki``: make a CA and server certificate, and issue client certificates."""
+"""``jobs pki``: make a CA and server certificate, and issue client and server certificates."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from pathlib import Path
 import asyncclick as click
 
 import pki as authority
+from jobs import InvalidArgument
+from jobs.server import check_name
 
 from ._errors import CliError
 from ._settings import pki_dir, role_oid_option
@@ -73,4 +75,64 @@ async def issue(
         raise CliError(f"no CA in {directory}: run `jobs pki init` first") from None
     identity = authority.issue_client(ca, name, role, days=days, role_oid=role_oid)
     cert, key = authority.write_identity(identity, out or directory, name)
+    click.echo(f"jobs: wrote {cert} and {key}", err=True)
+
+
+@pki.command("issue-server")
+@click.argument("name")
+@click.option(
+    "--san",
+    "sans",
+    multiple=True,
+    metavar="NAME|IP",
+    help="Another DNS name or IP address the server answers to (repeatable).",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to write NAME.crt and NAME.key. [default: the PKI directory]",
+)
+@click.option(
+    "--dir", "directory", type=click.Path(file_okay=False, path_type=Path), help=_DIR_HELP
+)
+@click.option(
+    "--days",
+    type=click.IntRange(min=1),
+    default=authority.SERVER_DAYS,
+    show_default=True,
+    help="Validity.",
+)
+@click.option("--force", is_flag=True, help="Replace an existing NAME.crt and NAME.key.")
+async def issue_server(
+    name: str,
+    sans: tuple[str, ...],
+    out: Path | None,
+    directory: Path | None,
+    days: int,
+    force: bool,
+) -> None:
+    """Issue a certificate for server NAME of a fleet, from the same CA: NAME.crt and
+    NAME.key, valid for NAME, --san names, localhost, 127.0.0.1 and ::1.
+
+    Start that server with `jobs serve --name NAME --cert NAME.crt --key NAME.key --ca ca.crt`.
+    """
+    try:
+        check_name(name)
+    except InvalidArgument as exc:
+        raise click.BadParameter(str(exc), param_hint="NAME") from None
+    if name == "ca":
+        raise CliError("'ca' cannot name a server certificate file")
+    directory = directory or pki_dir()
+    target = out or directory
+    if not force and ((target / f"{name}.crt").exists() or (target / f"{name}.key").exists()):
+        raise CliError(f"{target / name}.crt already exists; pass --force to replace it")
+    try:
+        ca = authority.load_authority(directory)
+    except FileNotFoundError:
+        raise CliError(f"no CA in {directory}: run `jobs pki init` first") from None
+    try:
+        identity = authority.issue_server(ca, [name, *sans], common_name=name, days=days)
+    except ValueError as exc:
+        raise CliError(f"cannot issue a certificate for {name}: {exc}") from None
+    cert, key = authority.write_identity(identity, target, name)
     click.echo(f"jobs: wrote {cert} and {key}", err=True)

@@ -17,9 +17,20 @@ from jobs import (
     DEFAULT_MAX_RUNNING,
     DEFAULT_MAX_STREAMS,
     DEFAULT_OUTPUT_CAP,
+    InvalidArgument,
     ManagerSettings,
 )
-from jobs.server import ServerConfig
+from jobs._etcd import EtcdError, parse_url, tls_context
+from jobs.selectors import check_labels
+from jobs.server import (
+    BUILTIN_PREFIX,
+    DEFAULT_REGISTER_TTL,
+    Registration,
+    ServerConfig,
+    check_health_address,
+    check_name,
+    host_name,
+)
 from jobs.server import serve as run_server
 
 from ._errors import CliError
@@ -29,6 +40,31 @@ from ._settings import DEFAULT_ADDR, home, local_user, parse_address, pki_dir, r
 __all__ = ["serve"]
 
 log = logging.getLogger("jobs.serve")
+
+
+def _labels(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for value in values:
+        key, sep, text = value.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{value!r} is not K=V", ctx, param)
+        labels[key] = text
+    try:
+        check_labels(labels)
+    except InvalidArgument as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
+    if reserved := sorted(k for k in labels if k.startswith(BUILTIN_PREFIX)):
+        raise click.BadParameter(f"{reserved[0]}: {BUILTIN_PREFIX} labels are built in", ctx, param)
+    return labels
+
+
+def _name(ctx: click.Context, param: click.Parameter, value: str | None) -> str:
+    name = value or host_name()
+    try:
+        check_name(name)
+    except InvalidArgument as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
+    return name
 
 
 @click.command()
@@ -100,6 +136,73 @@ log = logging.getLogger("jobs.serve")
     show_default="10s",
     help="Default time between SIGTERM and SIGKILL.",
 )
+@click.option(
+    "--name",
+    envvar="JOBS_SERVER_NAME",
+    callback=_name,
+    help="This server's name in Info, etcd and fleet job ids. [env: JOBS_SERVER_NAME; "
+    "default: the host name]",
+)
+@click.option(
+    "--label",
+    "labels",
+    multiple=True,
+    metavar="K=V",
+    envvar="JOBS_SERVER_LABELS",
+    callback=_labels,
+    help="A label of this server (repeatable; Kubernetes syntax; jobs.io/ ones are built in). "
+    "[env: JOBS_SERVER_LABELS, space-separated]",
+)
+@click.option(
+    "--advertise",
+    metavar="HOST:PORT",
+    envvar="JOBS_ADVERTISE",
+    help="The address clients reach this server at, as registered in etcd. "
+    "[env: JOBS_ADVERTISE; default: the listening address, or NAME:PORT for 0.0.0.0]",
+)
+@click.option(
+    "--register",
+    metavar="etcd://HOST:PORT[/PREFIX]",
+    envvar="JOBS_REGISTER",
+    help="Keep this server registered in etcd as PREFIX/NAME (prefix: jobs/). [env: JOBS_REGISTER]",
+)
+@click.option(
+    "--register-ca",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="JOBS_REGISTER_CA",
+    help="Talk TLS to etcd, verifying it against this CA. [env: JOBS_REGISTER_CA]",
+)
+@click.option(
+    "--register-cert",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="JOBS_REGISTER_CERT",
+    help="Client certificate for etcd. [env: JOBS_REGISTER_CERT]",
+)
+@click.option(
+    "--register-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="JOBS_REGISTER_KEY",
+    help="Its private key. [env: JOBS_REGISTER_KEY]",
+)
+@click.option(
+    "--register-ttl",
+    type=click.IntRange(min=2),
+    default=DEFAULT_REGISTER_TTL,
+    show_default=True,
+    help="Seconds of the registration's lease: how long a crashed server stays listed.",
+)
+@click.option(
+    "--health-listen",
+    metavar="HOST:PORT",
+    envvar="JOBS_HEALTH_LISTEN",
+    help="Also answer plaintext grpc.health.v1 (only) here, for orchestrator probes; "
+    "a loopback address. [env: JOBS_HEALTH_LISTEN]",
+)
+@click.option(
+    "--health-any-address",
+    is_flag=True,
+    help="Allow --health-listen on a non-loopback address (anyone reaching it sees the status).",
+)
 async def serve(
     listen: str,
     ca: Path | None,
@@ -113,6 +216,16 @@ async def serve(
     history: int,
     history_age: float | None,
     grace: float,
+    name: str,
+    labels: dict[str, str],
+    advertise: str | None,
+    register: str | None,
+    register_ca: Path | None,
+    register_cert: Path | None,
+    register_key: Path | None,
+    register_ttl: int,
+    health_listen: str | None,
+    health_any_address: bool,
 ) -> None:
     """Serve the jobs API over mutual TLS.
 
@@ -124,6 +237,18 @@ async def serve(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     host, port = parse_address(listen)
+    health = parse_address(health_listen) if health_listen is not None else None
+    if health is not None and not health_any_address:
+        try:
+            check_health_address(health[0])
+        except InvalidArgument:
+            raise CliError(
+                f"--health-listen {health_listen}: the plaintext health port listens on a "
+                "loopback address only (--health-any-address to expose it)"
+            ) from None
+    if advertise is not None:
+        parse_address(advertise)
+    registration = _registration(register, register_ca, register_cert, register_key, register_ttl)
     if ca is None and cert is None and key is None:
         directory = pki_dir()
         created = authority.ensure_development_pki(directory, local_user())
@@ -148,6 +273,12 @@ async def serve(
             history_age=history_age,
             grace=grace,
         ),
+        name=name,
+        labels=labels,
+        advertise=advertise,
+        register=registration,
+        health_listen=health,
+        health_force=health_any_address,
     )
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with anyio.create_task_group() as tg:
@@ -155,7 +286,29 @@ async def serve(
                 await tg.start(functools.partial(run_server, config))
             except OSError as exc:
                 raise CliError(f"cannot serve on {listen}: {exc.strerror or exc}") from None
+            except InvalidArgument as exc:
+                raise CliError(str(exc)) from None
             async for received in signals:
                 log.info("%s: stopping every job, then exiting", signal.Signals(received).name)
                 tg.cancel_scope.cancel()
                 break
+
+
+def _registration(
+    url: str | None, ca: Path | None, cert: Path | None, key: Path | None, ttl: int
+) -> Registration | None:
+    if url is None:
+        if ca or cert or key:
+            raise click.UsageError("--register-ca/--register-cert/--register-key need --register")
+        return None
+    try:
+        where = parse_url(url)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--register") from None
+    if (cert is None) != (key is None):
+        raise click.UsageError("give --register-cert and --register-key together")
+    try:
+        tls = tls_context(ca, cert, key) if ca or cert else None
+    except EtcdError as exc:
+        raise CliError(str(exc)) from None
+    return Registration(where, tls, ttl)

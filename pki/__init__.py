@@ -7,6 +7,7 @@ the server from there. This package depends on ``cryptography`` only.
 """
 
 from ._ca import CLIENT_DAYS as CLIENT_DAYS
+from ._ca import SERVER_DAYS as SERVER_DAYS
 from ._ca import Identity as Identity
 from ._ca import create_ca as create_ca
 from ._ca import issue_client as issue_client
@@ -27,6 +28,7 @@ __all__ = [
     "CLIENT_DAYS",
     "DEFAULT_ROLE_OID",
     "ROLES",
+    "SERVER_DAYS",
     "Identity",
     "Role",
     "create_ca",

@@ -163,6 +163,10 @@ class JobManager:
         """A snapshot of one job."""
         return self.get(job_id, owner).info()
 
+    def running(self, owner: str | None = None) -> int:
+        """How many jobs run now: ``owner``'s, or every account's when ``None``."""
+        return sum(self._running.values()) if owner is None else self._running[owner]
+
     def list(self, owner: str) -> list[JobInfo]:
         """The owner's jobs, oldest first."""
         return sorted(

@@ -26,7 +26,7 @@ import anyio
 from .model import Namespace
 from .process import Process, explain_exec_error, spawn
 
-__all__ = ["INIT", "preexec", "spawn_with_init"]
+__all__ = ["INIT", "available", "preexec", "spawn_with_init"]
 
 INIT = Path(__file__).with_name("pid1.py")
 
@@ -147,3 +147,12 @@ async def spawn_with_init(
         error = explain_exec_error(OSError(failed, os.strerror(failed)), argv, env, cwd)
         raise error
     return process
+
+
+def available() -> frozenset[Namespace]:
+    """The namespaces jobs can be isolated in here: all three for root (unshare
+    needs CAP_SYS_ADMIN), none otherwise."""
+    if os.geteuid() != 0:
+        return frozenset()
+    files = {Namespace.PID: "pid", Namespace.MOUNT: "mnt", Namespace.NET: "net"}
+    return frozenset(ns for ns, name in files.items() if Path(f"/proc/self/ns/{name}").exists())

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
 import anyio.abc
 from grpclib.config import Configuration
+from grpclib.health.check import ServiceStatus
 from grpclib.health.service import Health
 from grpclib.reflection.service import ServerReflection
 from grpclib.server import Server
@@ -21,6 +22,10 @@ from .. import JobManager, ManagerSettings
 from .._tls import server_context
 from . import _grpclib
 from ._guard import Guard, Policy
+from ._health import check_health_address, start_health_server
+from ._identity import ServerIdentity, host_name
+from ._notify import notify
+from ._register import Registration, keep_registered
 from ._service import JobService
 from ._wire import Codec
 
@@ -51,6 +56,7 @@ _ROLES = {
     "List": Role.READONLY,
     "Logs": Role.READONLY,
     "Wait": Role.READONLY,
+    "Info": Role.READONLY,
 }
 
 
@@ -72,15 +78,31 @@ class ServerConfig:
     handshake_timeout: float = HANDSHAKE_TIMEOUT
     keepalive_time: float = KEEPALIVE_TIME
     keepalive_timeout: float = KEEPALIVE_TIMEOUT
+    name: str = field(default_factory=host_name)
+    """The server's name in Info, in etcd and in a fleet's ``HOST/ID`` job ids."""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    """The operator's labels; the built-in ``jobs.io/`` ones are added."""
+    advertise: str | None = None
+    """``host:port`` clients reach this server at, as registered (default: the
+    listening address, with the server's name for a wildcard host)."""
+    register: Registration | None = None
+    """Keep this server registered in etcd."""
+    health_listen: tuple[str, int] | None = None
+    """Also answer plaintext ``grpc.health.v1`` here (a loopback address)."""
+    health_force: bool = False
+    """Allow a non-loopback ``health_listen``."""
 
 
 @dataclass(frozen=True, slots=True)
 class Serving:
-    """What ``serve`` reports once it listens: the address it bound, and its manager."""
+    """What ``serve`` reports once it listens: the address it bound, its manager,
+    its identity and the plaintext health port (0: none)."""
 
     host: str
     port: int
     manager: JobManager
+    identity: ServerIdentity
+    health_port: int = 0
 
 
 def policies(config: ServerConfig) -> tuple[dict[str, Policy], Policy]:
@@ -116,13 +138,24 @@ async def serve(
     (see ``JobManager``).
     """
     context = server_context(config.cert, config.key, config.ca)
+    if config.health_listen is not None:
+        check_health_address(config.health_listen[0], force=config.health_force)
     sock = _bind(config.host, config.port)
+    health_sock = _bind(*config.health_listen) if config.health_listen is not None else None
     async with JobManager(config.state_dir, config.manager) as manager:
-        jobs = JobService(manager)
+        assert manager.containment is not None  # chosen on entering the manager
+        identity = ServerIdentity.build(
+            config.name, config.labels, config.cert, manager.containment
+        )
+        jobs = JobService(manager, identity)
+        # SERVING once listening, NOT_SERVING from the start of the shutdown: on
+        # both the TLS port and the plaintext health port.
+        serving = ServiceStatus()
+        health = Health({jobs: [serving]})
         guard = Guard(*policies(config), config.role_oid)
         # Built here, inside the running loop: grpclib binds to the loop it is created in.
         server = Server(
-            [guard.guard(s) for s in ServerReflection.extend([jobs, Health({jobs: []})])],
+            [guard.guard(s) for s in ServerReflection.extend([jobs, health])],
             codec=Codec(),
             config=Configuration(
                 _keepalive_time=config.keepalive_time,
@@ -133,12 +166,31 @@ async def serve(
         )
         if setup is not None:
             setup(server)
+        health_server = None
+        if health_sock is not None:
+            health_server = await start_health_server(health, health_sock)
         await _grpclib.start_server(server, sock, context, config.handshake_timeout, LISTEN_BACKLOG)
         host, port = sock.getsockname()[:2]
-        log.info("listening on %s:%d (state in %s)", host, port, config.state_dir)
+        log.info(
+            "listening on %s:%d as %s (state in %s)", host, port, identity.name, config.state_dir
+        )
+        serving.set(True)
         try:
-            task_status.started(Serving(host, port, manager))
-            await anyio.sleep_forever()
+            async with anyio.create_task_group() as background:
+                if config.register is not None:
+                    addr = config.advertise or _advertised(host, port, identity.name)
+                    background.start_soon(keep_registered, config.register, identity, addr)
+                notify("READY=1", f"STATUS=serving on {host}:{port}")
+                health_port = health_sock.getsockname()[1] if health_sock is not None else 0
+                task_status.started(Serving(host, port, manager, identity, health_port))
+                try:
+                    await anyio.sleep_forever()
+                finally:
+                    # First tell the world: the service manager, health probes and
+                    # etcd (the registration revokes its lease as it is cancelled).
+                    notify("STOPPING=1", "STATUS=stopping every running job")
+                    serving.set(False)
+                    background.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
                 # New connections are refused and new jobs too; running jobs are
@@ -150,6 +202,17 @@ async def serve(
                 server.close()
                 with anyio.move_on_after(CLOSE_TIMEOUT):
                     await server.wait_closed()
+                if health_server is not None:
+                    health_server.close()
+                    with anyio.move_on_after(CLOSE_TIMEOUT):
+                        await health_server.wait_closed()
+
+
+def _advertised(host: str, port: int, name: str) -> str:
+    """``host:port`` to register: a wildcard listening address is reached by name."""
+    if host in ("0.0.0.0", "::", ""):
+        host = name
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _bind(host: str, port: int) -> socket.socket:

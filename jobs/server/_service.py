@@ -33,6 +33,7 @@ from .._core.model import (
 from ..errors import InvalidArgument
 from . import _wire
 from ._guard import current_principal
+from ._identity import ServerIdentity
 from ._wire import Encoded
 
 __all__ = ["SERVICE", "JobService", "encode_jobs", "encode_log_item", "spec_from_request"]
@@ -51,8 +52,9 @@ Request = TypeVar("Request", bound=Message)
 class JobService:
     """jobs.v1.JobService over a ``JobManager``; every call scoped to the caller's account."""
 
-    def __init__(self, manager: JobManager) -> None:
+    def __init__(self, manager: JobManager, identity: ServerIdentity) -> None:
         self._manager = manager
+        self._identity = identity
 
     async def run(self, request: wire.RunRequest) -> bytes:
         """Run: start the job; the encoded ``RunResponse``."""
@@ -82,6 +84,34 @@ class JobService:
         info = await self._manager.wait(request.job_id, current_principal().account)
         return encode_jobs([info])
 
+    async def info(self, request: wire.InfoRequest) -> bytes:
+        """Info: who this server is, what it offers and how loaded it is; the
+        encoded ``InfoResponse``."""
+        identity = self._identity
+        capabilities = identity.capabilities
+        settings = self._manager.settings
+        reply = wire.InfoResponse(
+            name=identity.name,
+            labels=identity.labels,
+            version=identity.version,
+            capabilities=wire.Capabilities(
+                cgroup=capabilities.cgroup,
+                controllers=sorted(capabilities.controllers),
+                namespaces=[
+                    name for ns, name in _NAMESPACE_NAMES.items() if ns in capabilities.namespaces
+                ],
+                block_devices=capabilities.block_devices,
+            ),
+            load=wire.Load(
+                running_jobs=self._manager.running(),
+                caller_running_jobs=self._manager.running(current_principal().account),
+                max_running_per_account=settings.max_running,
+                max_streams_per_account=settings.max_streams,
+            ),
+            certificate_names=identity.certificate_names,
+        )
+        return reply.SerializeToString()
+
     def __mapping__(self) -> dict[str, Handler]:
         """The grpclib handlers, by method path."""
         return {
@@ -90,6 +120,7 @@ class JobService:
             f"/{SERVICE}/Status": _unary(self.status, wire.StatusRequest, wire.StatusResponse),
             f"/{SERVICE}/List": _unary(self.list, wire.ListRequest, wire.ListResponse),
             f"/{SERVICE}/Wait": _unary(self.wait, wire.WaitRequest, wire.WaitResponse),
+            f"/{SERVICE}/Info": _unary(self.info, wire.InfoRequest, wire.InfoResponse),
             f"/{SERVICE}/Logs": Handler(
                 self._logs, Cardinality.UNARY_STREAM, wire.LogsRequest, wire.LogsResponse
             ),

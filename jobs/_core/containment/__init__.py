@@ -86,6 +86,12 @@ class Containment(Protocol):
 
     description: str
     """One line for the server's start-up log."""
+    kind: str
+    """``v2``, ``v1`` or ``none`` (no cgroups), as the ``jobs.io/cgroup`` label says."""
+
+    @property
+    def controllers(self) -> frozenset[str]:
+        """The cgroup controllers that limit jobs here (cpu, memory, io or blkio, pids)."""
 
     def create(self, job_id: str, limits: Limits, cwd: str | None) -> Container:
         """A container for a job with ``limits``.

@@ -56,6 +56,11 @@ class ProcessGroup:
     description = (
         "no writable cgroups: jobs are contained by their process group only (setsid escapes it)"
     )
+    kind = "none"
+
+    @property
+    def controllers(self) -> frozenset[str]:
+        return frozenset()
 
     def create(self, job_id: str, limits: Limits, cwd: str | None) -> _Group:
         if not limits.empty:

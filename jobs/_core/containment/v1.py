@@ -98,6 +98,8 @@ class _V1Cgroup:
 class CgroupV1:
     """cgroup v1 controllers (with the hybrid host's cgroup2 for ``cgroup.kill``)."""
 
+    kind = "v1"
+
     def __init__(self, scope: str, root: Path = CGROUP_ROOT) -> None:
         self._bases: dict[str, Path] = {}
         for controller in _CONTROLLERS:
@@ -111,6 +113,10 @@ class CgroupV1:
         self._ensure_bases()
         kill = "cgroup.kill" if self._unified is not None else "freeze, signal, thaw"
         self.description = f"cgroup v1 ({', '.join(sorted(self._bases))}); SIGKILL through {kill}"
+
+    @property
+    def controllers(self) -> frozenset[str]:
+        return frozenset(self._bases) - {"freezer"}
 
     @classmethod
     def available(cls, root: Path = CGROUP_ROOT) -> bool:

@@ -82,12 +82,18 @@ class _V2Cgroup:
 class CgroupV2:
     """A unified cgroup hierarchy. Limits need its controllers delegated to us."""
 
+    kind = "v2"
+
     def __init__(self, scope: str, root: Path = CGROUP_ROOT) -> None:
         self._base = root / own_cgroup(None).lstrip("/") / scope
         self._enabled = self._ensure_base()
         self.description = (
             f"cgroup v2 at {root} (controllers: {', '.join(sorted(self._enabled)) or 'none'})"
         )
+
+    @property
+    def controllers(self) -> frozenset[str]:
+        return frozenset(self._enabled & {"cpu", "memory", "io", "pids"})
 
     @classmethod
     def available(cls, root: Path = CGROUP_ROOT) -> bool:
