@@ -21,12 +21,14 @@ from pki_fixtures import Certificates
 import pki
 
 FLEET_ADDRESSES = [f"127.0.0.{n}" for n in range(2, 10)]
+# For servers a test starts (and stops) itself.
+EXTRA_ADDRESSES = [f"127.0.0.{n}" for n in range(10, 14)]
 
 
 def fleet_server_cert(test_pki: Certificates, directory: Path) -> tuple[Path, Path]:
     """A server certificate for every fleet address (and the default names)."""
     ca = pki.load_identity(test_pki.ca, test_pki.ca.with_suffix(".key"))
-    identity = pki.issue_server(ca, [*FLEET_ADDRESSES, "127.0.0.10"])
+    identity = pki.issue_server(ca, [*FLEET_ADDRESSES, *EXTRA_ADDRESSES])
     return pki.write_identity(identity, directory, "fleet-server")
 
 
@@ -44,6 +46,7 @@ class FleetServer:
     host: str
     labels: Mapping[str, str]
     state: Path
+    options: Sequence[str] = ()
     port: int = 0
     process: anyio.abc.Process | None = None
     log: bytes = b""
@@ -62,6 +65,9 @@ class FleetServer:
             f"--key={cert[1]}",
             f"--state-dir={self.state}",
             "--grace=2s",
+            f"--name={self.name}",
+            *(f"--label={k}={v}" for k, v in self.labels.items()),
+            *self.options,
         ]
         self.process = await anyio.open_process(command, stdout=None)
         assert self.process.stderr is not None
