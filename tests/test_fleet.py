@@ -291,3 +291,68 @@ async def test_unknown_selection_is_one_line(fleet: Fleet) -> None:
     result = await jobs(fleet, "run", "--on", "role in (web", "--", "true")
     assert result.status == 2
     assert "position 12" in result.stderr.decode()
+
+
+async def test_hosts_lists_every_host_with_its_info(fleet: Fleet) -> None:
+    ghost = ("ghost", f"127.0.0.11:{free_port('127.0.0.11')}", {"role": "web"})
+    inventory = fleet.write_inventory(ghost)
+    result = await jobs(fleet, "hosts", "--on", "role=web", "--json", inventory=inventory)
+    assert result.status == 255  # ghost does not answer
+    rows = {row["name"]: row for row in json.loads(result.stdout)["hosts"]}
+    assert sorted(rows) == ["ghost", "h2", "h3", "h4", "h5"]
+    for name in ("h2", "h3", "h4", "h5"):
+        assert rows[name]["reachable"] is True
+        assert rows[name]["status"] == "ok"
+        assert rows[name]["version"]
+        assert rows[name]["labels"]["role"] == "web"
+        assert "jobs.io/cgroup" in rows[name]["labels"]
+    assert rows["ghost"]["reachable"] is False
+    assert rows["ghost"]["status"].startswith("unreachable: cannot connect")
+    table = await jobs(fleet, "hosts", "--on", "h2,h3")
+    assert table.status == 0
+    lines = table.stdout.decode().splitlines()
+    assert lines[0].split() == ["NAME", "ADDR", "VERSION", "JOBS", "LABELS", "STATUS"]
+    assert [line.split()[0] for line in lines[1:]] == ["h2", "h3"]
+
+
+async def test_logs_on_hosts_finds_the_job_where_it_is(fleet: Fleet) -> None:
+    started = await jobs(fleet, "run", "--on", "role=web", "--", "sh", "-c", WHO + "echo hi $n")
+    ids = dict(line.split("/") for line in started.stdout.decode().split())
+    await jobs(fleet, "wait", f"h3/{ids['h3']}")
+    result = await jobs(fleet, "logs", "--on", "role=web", ids["h3"])
+    assert result.status == 0, result.stderr
+    assert result.stdout == b"[h3] hi 3\n"
+
+
+async def test_one_runs_on_the_least_loaded_host_and_moves_on_when_refused(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    full = FleetServer(
+        "h10", "127.0.0.10", {"role": "db"}, tmp_path / "state", options=("--max-running=1",)
+    )
+    await full.start(fleet.cert, fleet.pki.ca)
+    inventory = fleet.write_inventory(("h10", full.addr, full.labels))
+    sleepers: list[str] = []
+    try:
+        # h6-h9 run two jobs each, h10 one (its most): h10 looks least loaded, refuses.
+        for hosts in ("role=db,fleet=test", "role=db,fleet=test", "h10"):
+            started = await jobs(
+                fleet, "run", "--on", hosts, "--", "sleep", "60", inventory=inventory
+            )
+            assert started.status == 0, started.stderr
+            sleepers += started.stdout.decode().split()
+        one = await jobs(
+            fleet, "run", "--on", "role=db", "--one", "--", "true", inventory=inventory
+        )
+        assert one.status == 0, one.stderr
+        [chosen] = one.stdout.decode().split()
+        assert chosen.split("/")[0] in ("h6", "h7", "h8", "h9")
+        # followed: the host's output and one summary line
+        one = await jobs(
+            fleet, "run", "--on", "h10,h6", "--one", "-f", "--", "echo", "hi", inventory=inventory
+        )
+        assert one.status == 0, one.stderr
+        assert one.stdout == b"[h6] hi\n"
+    finally:
+        await jobs(fleet, "kill", "--grace", "0", *sleepers, inventory=inventory)
+        await full.stop()
