@@ -1,28 +1,88 @@
-"""The connection of a client command: its options, its channel, its stub."""
+"""The connection of a client command: its options, its channel, and the calls it makes.
+
+Client commands speak to the server with protobuf's C messages
+(``gen/service_pb2``) over grpclib, not with betterproto's generated stub: importing
+betterproto and its stubs took a good part of every command's start-up, and
+decoding in C is faster too.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncclick as click
-from grpclib.const import Status
+from google.protobuf.message import Message
+from grpclib.client import Channel
+from grpclib.const import Cardinality, Status
 from grpclib.exceptions import GRPCError
 
-from gen.jobs import v1 as pb
-from jobs.client import connection_errors, logs, open_channel
+from gen import service_pb2 as wire
+from jobs.client import connection_errors, open_channel
 
 from ._errors import CliError
-from ._render import write_output
+from ._render import OutputWriter
 from ._settings import DEFAULT_ADDR, local_user, parse_address, pki_dir
 
-__all__ = ["Server", "connect", "connection_options", "for_job", "stream_output"]
+__all__ = ["Api", "Server", "connect", "connection_options", "for_job", "stream_output"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+Reply = TypeVar("Reply", bound=Message)
+
+_SERVICE = "/jobs.v1.JobService/"
+
+
+class Api:
+    """The calls of jobs.v1.JobService over one channel, with the C messages."""
+
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+
+    async def run(self, request: wire.RunRequest) -> wire.Job:
+        """Run: the job started."""
+        return (await _call(self.channel, "Run", request, wire.RunResponse)).job
+
+    async def stop(self, request: wire.StopRequest) -> wire.Job:
+        """Stop: the job's final status."""
+        return (await _call(self.channel, "Stop", request, wire.StopResponse)).job
+
+    async def status(self, job_id: str) -> wire.Job:
+        """Status of one job."""
+        request = wire.StatusRequest(job_id=job_id)
+        return (await _call(self.channel, "Status", request, wire.StatusResponse)).job
+
+    async def list(self, request: wire.ListRequest) -> list[wire.Job]:
+        """List: the caller's jobs, oldest first."""
+        return list((await _call(self.channel, "List", request, wire.ListResponse)).jobs)
+
+    async def wait(self, job_id: str) -> wire.Job:
+        """Wait until the job has ended: its final status."""
+        request = wire.WaitRequest(job_id=job_id)
+        return (await _call(self.channel, "Wait", request, wire.WaitResponse)).job
+
+    @contextlib.asynccontextmanager
+    async def logs(self, request: wire.LogsRequest) -> AsyncIterator[AsyncIterator[Any]]:
+        """The job's output as a stream of ``LogsResponse`` messages, for the block."""
+        async with self.channel.request(
+            _SERVICE + "Logs", Cardinality.UNARY_STREAM, wire.LogsRequest, wire.LogsResponse
+        ) as stream:
+            await stream.send_message(request, end=True)
+            yield stream
+
+
+async def _call(channel: Channel, method: str, request: Message, reply: type[Reply]) -> Reply:
+    async with channel.request(
+        _SERVICE + method, Cardinality.UNARY_UNARY, type(request), reply
+    ) as stream:
+        await stream.send_message(request, end=True)
+        response: Reply | None = await stream.recv_message()
+        await stream.recv_trailing_metadata()
+    assert response is not None  # grpclib raises GRPCError when there is none
+    return response
 
 
 @dataclass(frozen=True)
@@ -34,8 +94,8 @@ class Server:
     cert: Path | None
     key: Path | None
 
-    def connect(self) -> contextlib.AbstractAsyncContextManager[pb.JobServiceStub]:
-        """A stub for the block's duration; see ``connect``."""
+    def connect(self) -> contextlib.AbstractAsyncContextManager[Api]:
+        """The calls, for the block's duration; see ``connect``."""
         return connect(self.addr, self.ca, self.cert, self.key)
 
 
@@ -86,8 +146,8 @@ def connection_options(command: F) -> F:
 @contextlib.asynccontextmanager
 async def connect(
     addr: str, ca: Path | None, cert: Path | None, key: Path | None
-) -> AsyncIterator[pb.JobServiceStub]:
-    """A stub over a channel that lives as long as the block; connection errors in
+) -> AsyncIterator[Api]:
+    """The calls over a channel that lives as long as the block; connection errors in
     the block become one clear ``ConnectionFailed``."""
     host, port = parse_address(addr)
     directory = pki_dir()
@@ -101,22 +161,22 @@ async def connect(
     )
     try:
         with connection_errors(addr):
-            yield pb.JobServiceStub(channel)
+            yield Api(channel)
     finally:
         channel.close()
 
 
-async def stream_output(
-    stub: pb.JobServiceStub, job_id: str, *, follow: bool, offset: int = 0
-) -> None:
+async def stream_output(api: Api, request: wire.LogsRequest, *, timestamps: bool = False) -> None:
     """Write a job's output to our stdout and stderr as it arrives."""
-    async with logs(stub.channel, job_id, follow=follow, offset=offset) as messages:
+    writer = OutputWriter(timestamps=timestamps)
+    async with api.logs(request) as messages:
         async for message in messages:
-            write_output(message)
+            writer.write(message)
+    writer.flush()
 
 
 @contextlib.contextmanager
-def for_job(job_id: str) -> Any:
+def for_job(job_id: str) -> Iterator[None]:
     """Name the job in a NOT_FOUND answer, which on the wire never names it."""
     try:
         yield

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextvars
+import sys
 from typing import IO, Any
 
 import asyncclick as click
@@ -9,12 +11,46 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
 from jobs.client import ConnectionFailed
-from jobs.fleet import FleetError
 
-__all__ = ["EXIT_INTERRUPTED", "EXIT_USAGE", "CliError", "describe", "report"]
+__all__ = [
+    "EXIT_CALL_FAILED",
+    "EXIT_CANNOT_EXECUTE",
+    "EXIT_INTERRUPTED",
+    "EXIT_NOT_FOUND",
+    "EXIT_USAGE",
+    "CliError",
+    "describe",
+    "docker_exit_codes",
+    "report",
+]
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+# docker run's codes, for `run -f` and `wait`, whose other codes are the job's own.
+EXIT_CALL_FAILED = 125
+EXIT_CANNOT_EXECUTE = 126
+EXIT_NOT_FOUND = 127
+
+_docker = contextvars.ContextVar("docker_exit_codes", default=False)
+
+
+def docker_exit_codes() -> None:
+    """Make the current command's failures exit as ``docker run``'s do (125, 126,
+    127), since its other exit codes are a job's own (``run -f``, ``wait``)."""
+    _docker.set(True)
+
+
+def _docker_status(error: BaseException) -> int:
+    if isinstance(error, GRPCError) and error.status is Status.FAILED_PRECONDITION:
+        # The server names an unusable command "command 'x': <reason>".
+        message = error.message or ""
+        if message.startswith("command "):
+            return (
+                EXIT_NOT_FOUND
+                if message.endswith("not found") or ("not found in PATH" in message)
+                else EXIT_CANNOT_EXECUTE
+            )
+    return EXIT_CALL_FAILED
 
 
 class CliError(click.ClickException):
@@ -49,19 +85,24 @@ def report(raised: BaseException) -> int:
         error = error.exceptions[0]
     if isinstance(error, click.exceptions.Exit):
         return error.exit_code
+    failed = _docker_status(error) if _docker.get() else 1
     if isinstance(error, click.UsageError):
         hint = f" (see '{error.ctx.command_path} --help')" if error.ctx else ""
         click.echo(f"jobs: {error.format_message()}{hint}", err=True)
         return EXIT_USAGE
     if isinstance(error, click.ClickException):
         click.echo(f"jobs: {error.format_message()}", err=True)
-        return error.exit_code
-    if isinstance(error, ConnectionFailed | FleetError):
+        return failed if error.exit_code == 1 else error.exit_code
+    # jobs.fleet is imported by --on commands only; unimported, none of its errors exist.
+    fleet = sys.modules.get("jobs.fleet")
+    if isinstance(error, ConnectionFailed) or (
+        fleet is not None and isinstance(error, fleet.FleetError)
+    ):
         click.echo(f"jobs: {error}", err=True)
-        return 1
+        return failed
     if isinstance(error, GRPCError):
         click.echo(f"jobs: {describe(error)}", err=True)
-        return 1
+        return failed
     if isinstance(error, click.Abort):
         return EXIT_INTERRUPTED
     raise raised

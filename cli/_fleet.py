@@ -10,13 +10,11 @@ job ids read ``HOST/ID``; the exit status follows pdsh's rule (see
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import shlex
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,19 +22,18 @@ import anyio
 import asyncclick as click
 from grpclib.const import Status
 
+from gen import service_pb2 as wire
 from gen.jobs import v1 as pb
 from jobs import fleet
 from jobs.errors import InvalidSelector
 
 from ._client import Server
-from ._params import DURATION
+from ._fleet_options import FleetOptions
 from ._render import job_document
 from ._settings import home, local_user, pki_dir
 
 __all__ = [
-    "FleetOptions",
     "Watch",
-    "fleet_options",
     "hosts_of",
     "identity_of",
     "kill_fleet",
@@ -44,9 +41,7 @@ __all__ = [
     "logs_fleet",
     "ps_fleet",
     "run_fleet",
-    "run_fleet_options",
     "wait_fleet",
-    "wants_fleet",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -54,133 +49,6 @@ T = TypeVar("T")
 
 # The server's default grace before SIGKILL (jobs.DEFAULT_GRACE), for bounding a stop.
 _SERVER_GRACE = 10.0
-
-
-@dataclass(frozen=True)
-class FleetOptions:
-    """Which hosts, and how hard to push them: the options every ``--on`` command takes."""
-
-    on: str | None
-    parallel: int
-    inventory: Path | None
-    discover: str | None
-    host_timeout: float
-
-
-def fleet_options(command: F) -> F:
-    """Add ``--on``, ``--parallel``, ``--inventory``, ``--discover`` and ``--host-timeout``,
-    passed on as one ``fleet``."""
-
-    @functools.wraps(command)
-    async def with_fleet(
-        *args: Any,
-        on: str | None,
-        parallel: int,
-        inventory: Path | None,
-        discover: str | None,
-        host_timeout: float,
-        **kwargs: Any,
-    ) -> Any:
-        options = FleetOptions(on, parallel, inventory, discover, host_timeout)
-        return await command(*args, fleet=options, **kwargs)
-
-    decorated: Any = with_fleet
-    for option in reversed(
-        [
-            click.option(
-                "--on",
-                metavar="SELECTOR",
-                help="Every host matching a label selector (role=web,zone in (a,b)) "
-                "or named (web1,web2); see `jobs hosts`.",
-            ),
-            click.option(
-                "--parallel",
-                type=click.IntRange(min=1),
-                default=fleet.DEFAULT_PARALLEL,
-                show_default=True,
-                help="With --on: hosts worked on at once.",
-            ),
-            click.option(
-                "--inventory",
-                envvar="JOBS_INVENTORY",
-                type=click.Path(dir_okay=False, path_type=Path),
-                help="Hosts file. [env: JOBS_INVENTORY; default: $JOBS_HOME/hosts.toml]",
-            ),
-            click.option(
-                "--discover",
-                envvar="JOBS_DISCOVER",
-                metavar="etcd://HOST:PORT[/PREFIX]",
-                help="Also the servers registered in etcd. [env: JOBS_DISCOVER]",
-            ),
-            click.option(
-                "--host-timeout",
-                type=DURATION,
-                default=fleet.DEFAULT_HOST_TIMEOUT,
-                show_default=True,
-                help="With --on: a host that does not answer a call within this is unreachable.",
-            ),
-        ]
-    ):
-        decorated = option(decorated)
-    return decorated  # type: ignore[no-any-return]
-
-
-def run_fleet_options(command: F) -> F:
-    """The options only ``run --on`` takes, passed on as one ``fleet_run`` dict."""
-
-    @functools.wraps(command)
-    async def with_run(
-        *args: Any,
-        one: bool,
-        no_prefix: bool,
-        group: bool,
-        log_dir: Path | None,
-        fail_fast: bool,
-        max_failures: int | None,
-        **kwargs: Any,
-    ) -> Any:
-        chosen = {
-            "one": one,
-            "no_prefix": no_prefix,
-            "group": group,
-            "log_dir": log_dir,
-            "max_failures": 1 if fail_fast else max_failures,
-        }
-        return await command(*args, fleet_run=chosen, **kwargs)
-
-    decorated: Any = with_run
-    for option in reversed(
-        [
-            click.option(
-                "--one", is_flag=True, help="With --on: one host, the least loaded that takes it."
-            ),
-            click.option("--no-prefix", is_flag=True, help="With --on: no [host] before lines."),
-            click.option(
-                "--group", is_flag=True, help="With --on: each host's output as one block."
-            ),
-            click.option(
-                "--log-dir",
-                type=click.Path(file_okay=False, path_type=Path),
-                help="With --on: write HOST.out, HOST.err, HOST.json, hosts.succeeded, "
-                "hosts.failed here.",
-            ),
-            click.option(
-                "--fail-fast", is_flag=True, help="With --on: stop the others at the first failure."
-            ),
-            click.option(
-                "--max-failures",
-                type=click.IntRange(min=1),
-                help="With --on: stop the others after N hosts failed.",
-            ),
-        ]
-    ):
-        decorated = option(decorated)
-    return decorated  # type: ignore[no-any-return]
-
-
-def wants_fleet(options: FleetOptions, job_ids: Sequence[str] = ()) -> bool:
-    """Whether a command goes to many hosts: ``--on``, or an id that reads ``HOST/ID``."""
-    return options.on is not None or any("/" in job_id for job_id in job_ids)
 
 
 def identity_of(server: Server) -> fleet.Identity:
@@ -287,6 +155,11 @@ def _split(job_id: str, hosts: Sequence[fleet.Host]) -> list[tuple[fleet.Host, s
     return [(host, job_id) for host in hosts]
 
 
+def _wire(job: pb.Job) -> wire.Job:
+    """The plain protobuf job that ``_render`` reads, from betterproto's."""
+    return wire.Job.FromString(bytes(job))
+
+
 def _warn(text: str) -> None:
     click.echo(f"jobs: {text}", err=True)
 
@@ -349,12 +222,12 @@ def _host_document(result: fleet.HostResult) -> dict[str, Any]:
         "exit_code": result.exit_code,
         "failure": result.failure.value if result.failure else None,
         "reason": result.reason or None,
-        "job": job_document(result.job) if result.job is not None else None,
+        "job": job_document(_wire(result.job)) if result.job is not None else None,
     }
 
 
 async def run_fleet(
-    request: pb.RunRequest,
+    request: wire.RunRequest,
     follow: bool,
     options: FleetOptions,
     server: Server,
@@ -383,7 +256,7 @@ async def run_fleet(
         for host in hosts:
             outputs.open(host.name)
     runner = fleet.FleetRun(
-        request,
+        pb.RunRequest().parse(request.SerializeToString()),
         identity_of(server),
         outputs,
         parallel=options.parallel,
@@ -503,7 +376,11 @@ def _report(
 
 
 async def ps_fleet(
-    options: FleetOptions, server: Server, job_ids: Sequence[str], as_json: bool
+    options: FleetOptions,
+    server: Server,
+    job_ids: Sequence[str],
+    as_json: bool,
+    request: wire.ListRequest,
 ) -> int:
     """``jobs ps --on``: every selected host's jobs (or the given ones), ids ``HOST/ID``."""
     hosts = await hosts_of(options, job_ids)
@@ -515,9 +392,10 @@ async def ps_fleet(
     async def jobs_of(host: fleet.Host, stub: pb.JobServiceStub, job_id: str) -> list[pb.Job]:
         with anyio.fail_after(options.host_timeout):
             if not job_id:
-                return list((await stub.list(pb.ListRequest())).jobs)
+                return list((await stub.list(listing)).jobs)
             return [(await stub.status(pb.StatusRequest(job_id=job_id))).job]
 
+    listing = pb.ListRequest().parse(request.SerializeToString())
     answers = await _on_hosts(options, server, pairs, jobs_of)
     status = _report(answers, job_ids, hosts)
     rows = [
@@ -527,7 +405,7 @@ async def ps_fleet(
         for job in answer
     ]
     if as_json:
-        documents = [{"host": host, **job_document(job)} for host, job in rows]
+        documents = [{"host": host, **job_document(_wire(job))} for host, job in rows]
         click.echo(json.dumps({"jobs": documents}, indent=2))
     else:
         click.echo(_table(rows))

@@ -5,25 +5,53 @@ Validation lives here, so that a bad value is a usage error naming the option.
 
 from __future__ import annotations
 
+import datetime
 import os
 import re
 import signal
+import time
 from typing import Any
 
 import asyncclick as click
 
 from jobs import IoRate, Namespace
 
-__all__ = ["DURATION", "ENV", "IO_RATE", "ISOLATION", "SIGNAL", "SIZE"]
+__all__ = [
+    "DURATION",
+    "ENV",
+    "IO_RATE",
+    "ISOLATION",
+    "LABEL",
+    "SIGNAL",
+    "SIZE",
+    "TIME",
+    "parse_duration",
+]
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|s|m|h|d)?\s*$")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?|\.\d+)(ms|s|m|h|d)")
+_PLAIN_SECONDS = re.compile(r"\d+(?:\.\d+)?|\.\d+")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:([kmgtKMGT])(?:i?[bB])?|[bB])?\s*$")
 _SIZE_UNITS = {None: 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
+def parse_duration(text: str) -> float | None:
+    """``10s``, ``500ms``, ``1h30m``, ``1m30s`` or plain seconds as float seconds; None
+    when ``text`` is not a duration."""
+    text = text.strip()
+    if _PLAIN_SECONDS.fullmatch(text):
+        return float(text)
+    total, position = 0.0, 0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != position:
+            return None
+        total += float(match[1]) * _DURATION_UNITS[match[2]]
+        position = match.end()
+    return total if position == len(text) and text else None
+
+
 class Duration(click.ParamType[float]):
-    """``10s``, ``500ms``, ``2m``, ``1h`` or plain seconds, as float seconds."""
+    """``10s``, ``500ms``, ``2m``, ``1h30m``, ``1m30s`` or plain seconds, as float seconds."""
 
     name = "duration"
 
@@ -32,10 +60,39 @@ class Duration(click.ParamType[float]):
     ) -> float:
         if isinstance(value, int | float):
             return float(value)
-        match = _DURATION.match(str(value))
-        if not match:
-            self.fail(f"{value!r} is not a duration (e.g. 10s, 500ms, 2m)", param, ctx)
-        return float(match[1]) * _DURATION_UNITS[match[2]]
+        seconds = parse_duration(str(value))
+        if seconds is None:
+            self.fail(f"{value!r} is not a duration (e.g. 10s, 500ms, 1m30s)", param, ctx)
+        return seconds
+
+
+class PointInTime(click.ParamType[float]):
+    """A duration ago (``10m``, ``1h30m``) or an RFC 3339 time, as seconds since the epoch."""
+
+    name = "time"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, int | float):
+            return float(value)
+        text = str(value).strip()
+        ago = parse_duration(text)
+        if ago is not None:
+            return time.time() - ago
+        try:
+            # fromisoformat reads RFC 3339 (a "Z" included, since Python 3.11).
+            moment = datetime.datetime.fromisoformat(text)
+        except ValueError:
+            self.fail(
+                f"{value!r} is neither a duration ago (10m) nor an RFC 3339 time "
+                "(2024-05-01T12:00:00Z)",
+                param,
+                ctx,
+            )
+        if moment.tzinfo is None:
+            moment = moment.astimezone()  # a time without zone is local time
+        return moment.timestamp()
 
 
 class Size(click.ParamType[int]):
@@ -108,6 +165,22 @@ class IsolationType(click.ParamType[frozenset[Namespace]]):
         return frozenset(chosen)
 
 
+class LabelEntry(click.ParamType[tuple[str, str]]):
+    """``KEY=VALUE`` (a Kubernetes label key and value); the server checks the syntax."""
+
+    name = "key=value"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[str, str]:
+        if isinstance(value, tuple):
+            return value
+        key, sep, text = str(value).partition("=")
+        if not sep or not key:
+            self.fail(f"{value!r} is not KEY=VALUE", param, ctx)
+        return key, text
+
+
 class SignalType(click.ParamType[int]):
     """A signal by name (``TERM``, ``SIGINT``) or number."""
 
@@ -127,6 +200,8 @@ class SignalType(click.ParamType[int]):
 
 
 DURATION = Duration()
+TIME = PointInTime()
+LABEL = LabelEntry()
 SIZE = Size()
 IO_RATE = IoRateType()
 ENV = EnvEntry()

@@ -1,8 +1,13 @@
-"""How jobs and their output look on a terminal and to scripts."""
+"""How jobs and their output look on a terminal and to scripts.
+
+Jobs are protobuf's C messages (``gen/service_pb2``): unset optional fields are
+asked with ``HasField``.
+"""
 
 from __future__ import annotations
 
 import datetime
+import re
 import shlex
 import signal
 import sys
@@ -12,113 +17,254 @@ from typing import Any
 import asyncclick as click
 
 from gen import service_pb2 as wire
-from gen.jobs import v1 as pb
 
-__all__ = ["exit_code", "job_document", "table", "write_output"]
+__all__ = [
+    "SHORT_ID",
+    "OutputWriter",
+    "end_note",
+    "escape",
+    "exit_code",
+    "job_document",
+    "short_id",
+    "state_name",
+    "table",
+]
 
+SHORT_ID = 8
+"""Characters of an id in tables, as docker shows 12 of its 64."""
 
-def _ended(job: pb.Job) -> bool:
-    return job.state not in (pb.JobState.RUNNING, pb.JobState.UNSPECIFIED)
-
-
-def exit_code(job: pb.Job) -> int:
-    """The job's exit code as a shell reports it: the code, or 128 + the signal."""
-    if job.exit_code is not None:
-        return int(job.exit_code)
-    if job.signal is not None:
-        return 128 + int(job.signal)
-    return 1
-
-
-def state_name(state: pb.JobState) -> str:
-    return (pb.JobState(state).name or "unknown").lower()
-
-
-def write_output(message: wire.LogsResponse) -> None:
-    """Job stdout to our stdout and job stderr to our stderr, bytes untouched."""
-    if message.dropped:
-        click.echo(
-            f"jobs: {message.dropped} bytes of output before offset {message.offset} "
-            "were dropped (the job's retention cap)",
-            err=True,
-        )
-        return
-    target = sys.stderr.buffer if message.stream == pb.Stream.STDERR else sys.stdout.buffer
-    target.write(message.data)
-    target.flush()
+EXIT_TIMED_OUT = 124
+"""A timed-out job that exited 0 after its SIGTERM still failed: timeout(1)'s code."""
+EXIT_NO_STATUS = 125
+"""A job whose end was never observed (lost in a crash): no code to pass on."""
 
 
-def _exit_column(job: pb.Job) -> str:
-    if not _ended(job):
-        return "-"
-    if job.exit_code is not None:
-        return str(job.exit_code)
-    if job.signal is not None:
-        try:
-            return signal.Signals(job.signal).name
-        except ValueError:
-            return f"signal {job.signal}"
-    return "?"
+def short_id(job: wire.Job) -> str:
+    """The id as tables show it."""
+    return job.id[:SHORT_ID]
 
 
-def _age(started: datetime.datetime) -> str:
-    seconds = max(0, int(time.time() - started.timestamp()))
+def state_name(state: int) -> str:
+    """``running``, ``timed_out``...: the proto's name without its prefix, lowercase."""
+    return wire.JobState.Name(state).removeprefix("JOB_STATE_").lower()
+
+
+def _ended(job: wire.Job) -> bool:
+    return job.state not in (wire.JOB_STATE_RUNNING, wire.JOB_STATE_UNSPECIFIED)
+
+
+def exit_code(job: wire.Job) -> int:
+    """The exit status of ``run -f`` and ``wait``, as ``docker run``'s: the job's code,
+    or 128 + the signal that killed it; a timed-out job never exits 0."""
+    if job.HasField("exit_code"):
+        if job.state == wire.JOB_STATE_TIMED_OUT and job.exit_code == 0:
+            return EXIT_TIMED_OUT
+        return job.exit_code
+    if job.HasField("signal"):
+        return 128 + job.signal
+    return EXIT_NO_STATUS
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def _how(job: wire.Job) -> str:
+    if job.HasField("exit_code"):
+        return f"exited {job.exit_code}"
+    if job.HasField("signal"):
+        return f"killed by {_signal_name(job.signal)}"
+    return "no exit status"
+
+
+def end_note(job: wire.Job) -> str | None:
+    """One line saying why a job ended other than on its own; None when it did."""
+    who = f"jobs: job {short_id(job)}"
+    if job.state == wire.JOB_STATE_STOPPED:
+        return f"{who} was stopped ({_how(job)})"
+    if job.state == wire.JOB_STATE_TIMED_OUT:
+        return f"{who} timed out after {_seconds(job.timeout_seconds)} ({_how(job)})"
+    if job.state == wire.JOB_STATE_OOM_KILLED:
+        limit = f" of {_bytes(job.limits.memory)}" if job.limits.HasField("memory") else ""
+        return f"{who} was killed for exceeding its memory limit{limit} ({_how(job)})"
+    if job.state == wire.JOB_STATE_SHUTDOWN:
+        return f"{who} was stopped by the server shutting down ({_how(job)})"
+    if job.state == wire.JOB_STATE_LOST:
+        return f"{who} was lost: the server went down while it ran, its end is unknown"
+    return None
+
+
+def _seconds(value: float) -> str:
+    whole = int(value)
+    if whole != value or whole < 60:
+        return f"{value:g}s"
+    minutes, seconds = divmod(whole, 60)
+    hours, minutes = divmod(minutes, 60)
+    parts = [(hours, "h"), (minutes, "m"), (seconds, "s")]
+    return "".join(f"{n}{unit}" for n, unit in parts if n)
+
+
+def _bytes(value: int) -> str:
+    for unit, size in (("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+        if value >= size and value % size == 0:
+            return f"{value // size}{unit}"
+    return f"{value} bytes"
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def escape(text: str) -> str:
+    """``text`` with control characters as escapes (``\\n``, ``\\x1b``), so that a
+    command can neither break a table's lines nor drive the terminal."""
+    return _CONTROL.sub(lambda m: m[0].encode("unicode_escape").decode(), text)
+
+
+def _age(job: wire.Job) -> str:
+    seconds = max(0, int(time.time() - job.started_at.seconds))
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
 
 
-def table(jobs: list[pb.Job]) -> str:
-    """The ``ps`` table: ID, STATE, EXIT, AGE, COMMAND."""
-    rows = [("ID", "STATE", "EXIT", "AGE", "COMMAND")]
+def _exit_column(job: wire.Job) -> str:
+    if not _ended(job):
+        return "-"
+    if job.HasField("exit_code"):
+        return str(job.exit_code)
+    if job.HasField("signal"):
+        return _signal_name(job.signal)
+    return "?"
+
+
+COMMAND_WIDTH = 60
+
+
+def table(jobs: list[wire.Job]) -> str:
+    """The ``ps`` table: ID (8 characters), NAME, STATE, EXIT, AGE, COMMAND."""
+    rows = [("ID", "NAME", "STATE", "EXIT", "AGE", "COMMAND")]
     for job in jobs:
-        command = shlex.join(job.command)
-        if len(command) > 60:
-            command = command[:59] + "…"
+        command = escape(shlex.join(job.command))
+        if len(command) > COMMAND_WIDTH:
+            command = command[: COMMAND_WIDTH - 1] + "…"
         rows.append(
-            (job.id, state_name(job.state), _exit_column(job), _age(job.started_at), command)
+            (
+                short_id(job),
+                job.name or "-",
+                state_name(job.state),
+                _exit_column(job),
+                _age(job),
+                command,
+            )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
     return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row[:4], widths, strict=True))
+        "  ".join(cell.ljust(width) for cell, width in zip(row[:5], widths, strict=True))
         + "  "
-        + row[4]
+        + row[5]
         for row in rows
     )
 
 
-def job_document(job: pb.Job) -> dict[str, Any]:
-    """A job for ``--json``: a stable document whose keys never change meaning."""
-    final = _ended(job)
+def _time(stamp: Any) -> str:
+    moment = datetime.datetime.fromtimestamp(stamp.seconds + stamp.nanos / 1e9, datetime.UTC)
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def job_document(job: wire.Job) -> dict[str, Any]:
+    """A job for ``--json`` and ``inspect``: a stable document whose keys never change
+    meaning. Environment values are never part of it (the server does not send them)."""
     limits = job.limits
+    usage = job.usage if job.HasField("usage") else None
     return {
         "id": job.id,
+        "name": job.name or None,
+        "labels": dict(sorted(job.labels.items())),
         "owner": job.owner,
+        "user": job.user or None,
         "state": state_name(job.state),
         "command": list(job.command),
         "cwd": job.cwd or None,
         "pid": job.pid or None,
-        "exit_code": job.exit_code,
-        "signal": job.signal,
-        "started_at": job.started_at.isoformat(),
-        "ended_at": job.ended_at.isoformat() if final else None,
-        "timeout_seconds": job.timeout_seconds,
+        "exit_code": job.exit_code if job.HasField("exit_code") else None,
+        "signal": job.signal if job.HasField("signal") else None,
+        "started_at": _time(job.started_at),
+        "ended_at": _time(job.ended_at) if job.HasField("ended_at") else None,
+        "timeout_seconds": job.timeout_seconds if job.HasField("timeout_seconds") else None,
         "limits": {
-            "cpu": limits.cpu if limits else None,
-            "memory": limits.memory if limits else None,
-            "pids": limits.pids if limits else None,
+            "cpu": limits.cpu if limits.HasField("cpu") else None,
+            "memory": limits.memory if limits.HasField("memory") else None,
+            "pids": limits.pids if limits.HasField("pids") else None,
             "io_read": [
                 {"device": r.device or None, "bytes_per_second": r.bytes_per_second}
-                for r in (limits.io_read if limits else [])
+                for r in limits.io_read
             ],
             "io_write": [
                 {"device": r.device or None, "bytes_per_second": r.bytes_per_second}
-                for r in (limits.io_write if limits else [])
+                for r in limits.io_write
             ],
         },
-        "isolation": [(pb.Namespace(n).name or str(n)).lower() for n in job.isolation],
+        "isolation": [
+            wire.Namespace.Name(n).removeprefix("NAMESPACE_").lower() for n in job.isolation
+        ],
         "output_bytes": job.output_bytes,
         "dropped_bytes": job.dropped_bytes,
         "lost_bytes": job.lost_bytes,
+        "usage": None
+        if usage is None
+        else {
+            "cpu_user_seconds": round(usage.cpu_user_seconds, 6),
+            "cpu_system_seconds": round(usage.cpu_system_seconds, 6),
+            "memory_peak_bytes": usage.memory_peak_bytes,
+            "io_read_bytes": usage.io_read_bytes,
+            "io_write_bytes": usage.io_write_bytes,
+            "source": usage.source,
+        },
     }
+
+
+class OutputWriter:
+    """Job stdout to our stdout and job stderr to our stderr, bytes untouched; with
+    ``timestamps``, each line prefixed with the time of the chunk it starts in."""
+
+    def __init__(self, *, timestamps: bool = False) -> None:
+        self._timestamps = timestamps
+        self._at_line_start: dict[int, bool] = {wire.STREAM_STDOUT: True, wire.STREAM_STDERR: True}
+
+    def write(self, message: Any) -> None:
+        """Write one ``LogsResponse``: its data, or a notice of dropped output."""
+        if message.dropped:
+            click.echo(
+                f"jobs: {message.dropped} bytes of output before offset {message.offset} "
+                "were dropped (the job's retention cap)",
+                err=True,
+            )
+            return
+        stderr = message.stream == wire.STREAM_STDERR
+        target = sys.stderr.buffer if stderr else sys.stdout.buffer
+        data: bytes = message.data
+        if self._timestamps and data:
+            data = self._stamp(message.stream, _time(message.time).encode() + b" ", data)
+        target.write(data)
+        target.flush()
+
+    def _stamp(self, stream: int, prefix: bytes, data: bytes) -> bytes:
+        lines = data.split(b"\n")
+        out = []
+        for i, line in enumerate(lines):
+            last = i == len(lines) - 1
+            if last and not line:
+                break  # data ended with a newline: the next line starts in a later chunk
+            start = self._at_line_start[stream] if i == 0 else True
+            out.append((prefix if start else b"") + line + (b"" if last else b"\n"))
+        self._at_line_start[stream] = data.endswith(b"\n")
+        return b"".join(out)
+
+    def flush(self) -> None:
+        """Flush both outputs."""
+        sys.stdout.flush()
+        sys.stderr.flush()

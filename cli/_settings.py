@@ -8,8 +8,6 @@ from pathlib import Path
 
 import asyncclick as click
 
-import pki
-
 __all__ = [
     "DEFAULT_ADDR",
     "home",
@@ -53,10 +51,18 @@ def parse_address(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def _default_role_oid() -> str:
+    # Imported when asked for: the pki package loads cryptography, which client
+    # commands (that import this module) must not pay for at start-up.
+    import pki
+
+    return pki.DEFAULT_ROLE_OID
+
+
 role_oid_option = click.option(
     "--role-oid",
     envvar="JOBS_ROLE_OID",
-    default=pki.DEFAULT_ROLE_OID,
-    show_default=True,
+    default=_default_role_oid,
+    show_default="the jobs role OID (pki.DEFAULT_ROLE_OID)",
     help="OID of the role extension. [env: JOBS_ROLE_OID]",
 )

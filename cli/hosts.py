@@ -13,7 +13,8 @@ from jobs import fleet
 from jobs.fleet import NoMatchingHost
 
 from ._client import Server, connection_options
-from ._fleet import FleetOptions, Watch, fleet_options, hosts_of, identity_of, known_hosts
+from ._fleet import Watch, hosts_of, identity_of, known_hosts
+from ._fleet_options import FleetOptions, fleet_options
 from ._params import DURATION
 
 __all__ = ["hosts"]

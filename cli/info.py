@@ -19,8 +19,8 @@ __all__ = ["info"]
 @connection_options
 async def info(as_json: bool, server: Server) -> None:
     """Show the server's name, labels, version, capabilities, load and certificate names."""
-    async with server.connect() as stub:
-        reply = await stub.info(pb.InfoRequest())
+    async with server.connect() as api:
+        reply = await pb.JobServiceStub(api.channel).info(pb.InfoRequest())
     document = info_document(reply)
     if as_json:
         click.echo(json.dumps(document, indent=2))

@@ -5,11 +5,12 @@ from __future__ import annotations
 import anyio
 import asyncclick as click
 
-from gen.jobs import v1 as pb
+from gen import service_pb2 as wire
 
 from ._client import Server, connection_options, for_job
+from ._complete import complete_job
 from ._errors import CliError
-from ._fleet import FleetOptions, fleet_options, kill_fleet, wants_fleet
+from ._fleet_options import FleetOptions, fleet_options, wants_fleet
 from ._params import DURATION, SIGNAL
 
 __all__ = ["kill"]
@@ -20,7 +21,7 @@ __all__ = ["kill"]
 @click.option(
     "-g", "--grace", type=DURATION, help="Time before SIGKILL (server default 10s; 0: at once)."
 )
-@click.argument("job_ids", metavar="ID...", nargs=-1, required=True)
+@click.argument("job_ids", metavar="ID...", nargs=-1, required=True, shell_complete=complete_job)
 @connection_options
 @fleet_options
 async def kill(
@@ -36,15 +37,17 @@ async def kill(
     With --on (or HOST/ID), on many hosts.
     """
     if wants_fleet(fleet, job_ids):
+        from ._fleet import kill_fleet  # only now: jobs.fleet is for --on alone
+
         raise click.exceptions.Exit(await kill_fleet(fleet, server, job_ids, sig, grace))
     stopped: list[str] = []
     failures: list[CliError] = []
-    async with server.connect() as stub:
+    async with server.connect() as api:
 
         async def stop(job_id: str) -> None:
             try:
                 with for_job(job_id):
-                    await stub.stop(pb.StopRequest(job_id=job_id, grace_seconds=grace, signal=sig))
+                    await api.stop(wire.StopRequest(job_id=job_id, grace_seconds=grace, signal=sig))
             except CliError as exc:
                 failures.append(exc)
             else:

@@ -1,7 +1,13 @@
-"""The ``jobs`` root command and the CLI's one error boundary."""
+"""The ``jobs`` root command: a lazy group, and the CLI's one error boundary.
+
+Each command lives in a module of its own, imported only when that command runs:
+a client command must not pay at start-up for the server, the job engine or the
+PKI tooling (and its cryptography).
+"""
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -10,21 +16,44 @@ import anyio
 import asyncclick as click
 
 from ._errors import EXIT_INTERRUPTED, report
-from .hosts import hosts
-from .info import info
-from .kill import kill
-from .logs import logs
-from .pki import pki
-from .ps import ps
-from .run import run
-from .serve import serve
-from .wait import wait
 
 __all__ = ["cli", "main", "run_async"]
 
+COMMANDS = {
+    "run": "cli.run",
+    "ps": "cli.ps",
+    "logs": "cli.logs",
+    "wait": "cli.wait",
+    "kill": "cli.kill",
+    "inspect": "cli.inspect",
+    "info": "cli.info",
+    "hosts": "cli.hosts",
+    "serve": "cli.serve",
+    "pki": "cli.pki",
+    "completion": "cli.completion",
+}
+"""Each command and the module that defines it (as an attribute of the same name)."""
+
+SUMMARIES = {
+    "run": "Run a command as a job.",
+    "ps": "List your jobs.",
+    "logs": "Print a job's output.",
+    "wait": "Wait for a job to end; exit with its code.",
+    "kill": "Stop jobs: a signal, a grace, then SIGKILL.",
+    "inspect": "Show jobs in full, as JSON.",
+    "info": "Show a server's name, labels, capabilities and load.",
+    "hosts": "List the fleet's hosts and whether they answer.",
+    "serve": "Run a jobs server.",
+    "pki": "Make a CA and certificates.",
+    "completion": "Print the shell set-up (bash, zsh, fish).",
+}
+"""What ``jobs --help`` and completion show for each command: defined here, so that
+neither imports every command to ask it."""
+
 
 class _Root(click.Group):
-    """The root group, whose ``main`` is the CLI's one error boundary.
+    """The root group: commands loaded on first use, and ``main`` as the CLI's one
+    error boundary.
 
     Every expected error becomes ``jobs: <message>`` on stderr and a non-zero
     status (see ``_errors.report``); only a bug shows a traceback. It is the
@@ -32,6 +61,31 @@ class _Root(click.Group):
     which both call ``main``. (A broken stdout pipe, as in ``jobs logs ID |
     head``, click itself ends quietly with status 1.)
     """
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = COMMANDS.get(cmd_name)
+        if module is None:
+            return None
+        command: click.Command = getattr(importlib.import_module(module), cmd_name)
+        return command
+
+    def shell_complete(self, ctx: click.Context, incomplete: str) -> list[Any]:
+        from asyncclick.shell_completion import CompletionItem
+
+        words = [
+            CompletionItem(name, help=SUMMARIES[name])
+            for name in COMMANDS
+            if name.startswith(incomplete)
+        ]
+        # The root's options; not click.Group's, which imports every command.
+        return words + click.Command.shell_complete(self, ctx, incomplete)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, SUMMARIES[name]) for name in COMMANDS])
 
     async def main(
         self,
@@ -55,18 +109,23 @@ class _Root(click.Group):
         return status
 
 
-@click.group(cls=_Root, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=_Root,
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.version_option(package_name="jobs", prog_name="jobs")
-async def cli() -> None:
+@click.pass_context
+async def cli(ctx: click.Context) -> None:
     """Run, follow and stop jobs on a jobs server over mutual TLS.
 
     With no flags, the commands use the identity and address that `jobs serve`
-    sets up on first start in $JOBS_HOME. Shell completion: see the README.
+    sets up on first start in $JOBS_HOME. In a shell, `jobs` is also a builtin:
+    run `eval "$(env jobs completion bash)"` once (see `jobs completion --help`),
+    or call the `jobsctl` alias.
     """
-
-
-for _command in (run, logs, ps, kill, wait, info, hosts, serve, pki):
-    cli.add_command(_command)
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
 
 
 async def run_async(args: Sequence[str]) -> int:

@@ -23,7 +23,7 @@ async def pki() -> None:
     """Certificates: a CA, the server's, and clients' with their roles."""
 
 
-@pki.command()
+@pki.command(short_help="Create a CA and a server certificate.")
 @click.option(
     "--dir", "directory", type=click.Path(file_okay=False, path_type=Path), help=_DIR_HELP
 )
@@ -43,7 +43,7 @@ async def init(directory: Path | None, names: tuple[str, ...], force: bool) -> N
     click.echo(f"jobs: wrote ca.crt, ca.key, server.crt and server.key in {directory}", err=True)
 
 
-@pki.command()
+@pki.command(short_help="Issue a client certificate with a role.")
 @click.argument("name")
 @click.option("--role", type=click.Choice(authority.ROLES), required=True, help="What NAME may do.")
 @click.option(
@@ -61,9 +61,16 @@ async def init(directory: Path | None, names: tuple[str, ...], force: bool) -> N
     show_default=True,
     help="Validity.",
 )
+@click.option("--force", is_flag=True, help="Replace an existing NAME.crt and NAME.key.")
 @role_oid_option
 async def issue(
-    name: str, role: str, out: Path | None, directory: Path | None, days: int, role_oid: str
+    name: str,
+    role: str,
+    out: Path | None,
+    directory: Path | None,
+    days: int,
+    force: bool,
+    role_oid: str,
 ) -> None:
     """Issue a client certificate for account NAME with a role: NAME.crt and NAME.key."""
     directory = directory or pki_dir()
@@ -73,8 +80,17 @@ async def issue(
         ca = authority.load_authority(directory)
     except FileNotFoundError:
         raise CliError(f"no CA in {directory}: run `jobs pki init` first") from None
+    target = out or directory
+    existing = [target / f"{name}{suffix}" for suffix in (".crt", ".key")]
+    if not force and any(path.exists() for path in existing):
+        # Without --out this would replace the local user's own identity, often
+        # its `full` one, by whatever role was asked for now.
+        raise CliError(
+            f"{existing[0]} already exists: pass --out DIR to write elsewhere, "
+            "or --force to replace it"
+        )
     identity = authority.issue_client(ca, name, role, days=days, role_oid=role_oid)
-    cert, key = authority.write_identity(identity, out or directory, name)
+    cert, key = authority.write_identity(identity, target, name)
     click.echo(f"jobs: wrote {cert} and {key}", err=True)
 
 

@@ -37,10 +37,19 @@ def open_channel(host: str, port: int, *, ca: Path, cert: Path, key: Path) -> Ch
 
     Build it inside the running event loop: grpclib binds a channel to it.
     """
+    # ssl names no file when one is missing ("cannot read None"): check them first.
+    for what, path in (("CA certificate", ca), ("client certificate", cert), ("client key", key)):
+        if not path.is_file():
+            raise ConnectionFailed(
+                f"the {what} {path} does not exist: start `jobs serve` once to create the "
+                "local identity, or pass --ca/--cert/--key (JOBS_CA, JOBS_CERT, JOBS_KEY)"
+            )
     try:
         context = client_context(ca, cert, key)
     except FileNotFoundError as exc:
-        raise ConnectionFailed(f"cannot read {exc.filename}: no such file") from None
+        raise ConnectionFailed(
+            f"cannot read {exc.filename or 'a certificate'}: no such file"
+        ) from None
     except (ssl.SSLError, OSError) as exc:
         raise ConnectionFailed(f"cannot load the client certificate, key or CA: {exc}") from None
     return Channel(host, port, ssl=context)

@@ -8,12 +8,14 @@ codes to messages and exit codes in one place. Anything else escaping is a bug.
 from __future__ import annotations
 
 __all__ = [
+    "AmbiguousJob",
     "CannotExecute",
     "InvalidArgument",
     "InvalidSelector",
     "JobNotFound",
     "JobsError",
     "LimitUnsupported",
+    "NameInUse",
     "OffsetOutOfRange",
     "ShuttingDown",
     "TooManyJobs",
@@ -67,6 +69,25 @@ class JobNotFound(JobsError):
     def __init__(self, job_id: str) -> None:
         self.job_id = job_id
         super().__init__("job not found")
+
+
+class AmbiguousJob(InvalidArgument):
+    """A job id prefix matches more than one of the caller's jobs."""
+
+    def __init__(self, prefix: str, candidates: list[str]) -> None:
+        self.prefix = prefix
+        self.candidates = candidates
+        listed = ", ".join(candidates)
+        super().__init__(f"job id prefix {prefix!r} matches {len(candidates)} jobs: {listed}")
+
+
+class NameInUse(JobsError):
+    """A running job of the account already has this name."""
+
+    def __init__(self, name: str, job_id: str) -> None:
+        self.name = name
+        self.job_id = job_id
+        super().__init__(f"a running job is already named {name!r} ({job_id[:8]})")
 
 
 class OffsetOutOfRange(JobsError):

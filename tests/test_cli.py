@@ -103,8 +103,8 @@ async def test_logs_wait_ps_kill(server: RunningServer) -> None:
         async for _ in stub.logs(pb.LogsRequest(job_id=job_id_text, follow=True)):
             break  # the job has started writing
     table = (await jobs(server, "ps")).stdout.decode().splitlines()
-    assert table[0].split() == ["ID", "STATE", "EXIT", "AGE", "COMMAND"]
-    assert table[1].split()[:3] == [job_id_text, "running", "-"]
+    assert table[0].split() == ["ID", "NAME", "STATE", "EXIT", "AGE", "COMMAND"]
+    assert table[1].split()[:4] == [job_id_text[:8], "-", "running", "-"]
     killed = await jobs(server, "kill", "--signal", "INT", "--grace", "5s", job_id_text)
     assert (killed.returncode, killed.stdout) == (0, job_id)
     waited = await jobs(server, "wait", job_id_text)
@@ -120,9 +120,9 @@ async def test_logs_wait_ps_kill(server: RunningServer) -> None:
     assert job["signal"] == signal.SIGINT
     assert job["command"] == ["sh", "-c", "echo one; sleep 0.2; echo two >&2; sleep 30"]
     assert set(job) == {
-        "id", "owner", "state", "command", "cwd", "pid", "exit_code", "signal", "started_at",
-        "ended_at", "timeout_seconds", "limits", "isolation", "output_bytes", "dropped_bytes",
-        "lost_bytes",
+        "id", "name", "labels", "owner", "user", "state", "command", "cwd", "pid", "exit_code",
+        "signal", "started_at", "ended_at", "timeout_seconds", "limits", "isolation",
+        "output_bytes", "dropped_bytes", "lost_bytes", "usage",
     }  # fmt: skip
 
 
@@ -136,7 +136,7 @@ async def test_logs_wait_ps_kill(server: RunningServer) -> None:
         (["frobnicate"], 2, "No such command 'frobnicate'"),
         (["logs", "7f3c0000-0000-4000-8000-000000000000"], 1,
          "jobs: job 7f3c0000-0000-4000-8000-000000000000 not found"),
-        (["wait", "nope"], 1, "jobs: job nope not found"),
+        (["wait", "nope"], 125, "jobs: job nope not found"),
         (["kill", "nope"], 1, "jobs: job nope not found"),
         (["run", "no-such-command"], 1, "jobs: command 'no-such-command': not found in PATH"),
         (["run", "--cwd", "/no/such", "true"], 1, "jobs: working directory '/no/such'"),
@@ -192,7 +192,11 @@ async def test_server_not_running(tmp_path: Path, server: RunningServer) -> None
 async def test_missing_identity_files(server: RunningServer, tmp_path: Path) -> None:
     result = await jobs(server, "ps", JOBS_CERT=str(tmp_path / "nope.crt"))
     assert result.returncode == 1
-    assert result.stderr.startswith(b"jobs: cannot read")
+    assert result.stderr.decode() == (
+        f"jobs: the client certificate {tmp_path / 'nope.crt'} does not exist: start `jobs serve` "
+        "once to create the local identity, or pass --ca/--cert/--key (JOBS_CA, JOBS_CERT, "
+        "JOBS_KEY)\n"
+    )
 
 
 async def test_broken_pipe_exits_quietly(server: RunningServer) -> None:
@@ -297,7 +301,8 @@ async def test_isolation_and_limits_from_the_command_line(server: RunningServer)
         server, "run", "-f", "--memory", "64M", "--pids", "8", "--", "tail", "/dev/zero"
     )
     assert oom.returncode == 128 + signal.SIGKILL
-    document = json.loads((await jobs(server, "ps", "--json")).stdout)
+    assert b"exceeding its memory limit of 64M" in oom.stderr
+    document = json.loads((await jobs(server, "ps", "-a", "--json")).stdout)
     last = document["jobs"][-1]
     assert last["state"] == "oom_killed"
     assert last["limits"]["memory"] == 64 << 20

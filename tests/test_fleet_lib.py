@@ -207,3 +207,10 @@ async def test_fan_out_runs_at_most_parallel_at_once() -> None:
     assert list(results) == [h.name for h in hosts]
     assert results["h7"] == "H7"
     assert peak == 3
+
+
+def test_defaults_of_the_cli_options_agree_with_the_library() -> None:
+    from cli import _fleet_options
+
+    assert _fleet_options.DEFAULT_PARALLEL == fleet.DEFAULT_PARALLEL
+    assert _fleet_options.DEFAULT_HOST_TIMEOUT == fleet.DEFAULT_HOST_TIMEOUT

@@ -56,7 +56,7 @@ async def test_info_names_labels_version_capabilities_and_certificate(
     assert capabilities.cgroup == containment.kind
     if CGROUP_V1:  # these machines: cgroup v1 with every controller
         assert capabilities.cgroup == "v1"
-        assert set(capabilities.controllers) == {"cpu", "memory", "blkio", "pids"}
+        assert set(capabilities.controllers) == {"cpu", "cpuacct", "memory", "blkio", "pids"}
     expected = {pb.Namespace.PID, pb.Namespace.MOUNT, pb.Namespace.NET} if NAMESPACES else set()
     assert set(capabilities.namespaces) == expected
     devices = [

@@ -24,8 +24,9 @@ def test_top_level_names_resolve_to_this_project(name: str) -> None:
 
 
 def test_public_surface_is_all_and_nothing_else() -> None:
-    public = {name for name in vars(jobs) if not name.startswith("_")}
-    submodules = {"errors", "client", "server", "service"}
+    # dir(): the names are imported lazily, on first use.
+    public = {name for name in dir(jobs) if not name.startswith("_")}
+    submodules = {"errors", "client", "server", "service", "selectors"}
     assert public - submodules == set(jobs.__all__)
     for name in jobs.__all__:
         assert getattr(jobs, name) is not None
@@ -36,3 +37,11 @@ def test_console_script() -> None:
         e for e in importlib.metadata.entry_points(group="console_scripts") if e.name == "jobs"
     ]
     assert script.value == "cli.main:main"
+
+
+def test_the_alias_console_script_is_the_same_tool() -> None:
+    # `jobs` is a shell builtin; scripts and /bin/sh call `jobsctl`.
+    (alias,) = [
+        e for e in importlib.metadata.entry_points(group="console_scripts") if e.name == "jobsctl"
+    ]
+    assert alias.value == "cli.main:main"

@@ -55,7 +55,7 @@ async def test_environment_is_clean_plus_requested(
     assert "JOBS_SERVER_SECRET" not in env
     assert env["GREETING"] == "hi"
     assert env["LANG"] == "C"  # a request may override a default
-    assert set(env) == {"PATH", "LANG", "HOME", "GREETING"}
+    assert set(env) == {"PATH", "LANG", "HOME", "GREETING", "JOBS_JOB_ID"}
 
 
 async def test_cwd(manager: JobManager, tmp_path: Path) -> None:

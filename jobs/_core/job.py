@@ -13,10 +13,11 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 
+from ..errors import LimitUnsupported
 from . import namespaces
 from .containment import Container, Containment
-from .model import JobInfo, JobSpec, JobState, Namespace, Stream
-from .output import LogReader, OutputLog
+from .model import JobInfo, JobSpec, JobState, Namespace, Stream, Usage
+from .output import LogReader, OutputLog, Selection
 from .process import ExitStatus, Process, clean_environment, process_start_time, spawn
 from .records import save_record
 from .settings import DEFAULT_GRACE
@@ -66,6 +67,7 @@ class Job:
         self._started_at = time.time()
         self._ended_at: float | None = None
         self._final_info: JobInfo | None = None
+        self._final_usage: Usage | None = None
         self._ended = anyio.Event()
 
     @classmethod
@@ -86,6 +88,7 @@ class Job:
         job._ended_at = info.ended_at
         job._status = ExitStatus(info.exit_code, info.signal)
         job._state = info.state
+        job._final_usage = info.usage
         if not info.state.is_final:
             job._state = JobState.LOST
             job._ended_at = time.time()
@@ -105,24 +108,55 @@ class Job:
         return self._state
 
     @property
+    def started_at(self) -> float:
+        """When the main process started (seconds since the epoch)."""
+        return self._started_at
+
+    @property
     def ended_at(self) -> float | None:
         """When the job ended (seconds since the epoch), or None while it runs."""
         return self._ended_at
 
-    async def _spawn(self, container: Container) -> Process:
+    async def _spawn(self, container: Container, env: dict[str, str], cwd: str) -> Process:
         """Start the main process in the job's container and namespaces."""
         spec = self.spec
+        if spec.isolation and os.geteuid() != 0:
+            # Creating namespaces needs CAP_SYS_ADMIN; the child would only report
+            # "Exception occurred in preexec_fn".
+            raise LimitUnsupported("isolation", "namespaces need a server running as root")
         steps = [container.preexec()]
         if spec.isolation:
             steps.append(namespaces.preexec(spec.isolation))
         start = namespaces.spawn_with_init if Namespace.PID in spec.isolation else spawn
         return await start(
             spec.argv,
-            clean_environment(spec.env),
-            spec.cwd,
+            env,
+            cwd,
             preexec=_chain(steps),
             spawned=container.spawned,
         )
+
+    def _environment(self) -> dict[str, str]:
+        """The job's environment: the clean default, the call's entries, and who it is.
+
+        ``JOBS_JOB_ID`` and ``JOBS_JOB_NAME`` come last, so that a job can always
+        trust them (a caller cannot make one job pose as another).
+        """
+        env = clean_environment(self.spec.env)
+        env["JOBS_JOB_ID"] = self.id
+        if self.spec.name is not None:
+            env["JOBS_JOB_NAME"] = self.spec.name
+        else:
+            env.pop("JOBS_JOB_NAME", None)
+        return env
+
+    def _cwd(self, env: dict[str, str]) -> str:
+        """The working directory: the spec's, else the job user's home (from the
+        environment the job is given, which names that user's HOME), else ``/``."""
+        if self.spec.cwd is not None:
+            return self.spec.cwd
+        home = env.get("HOME", "")
+        return home if home.startswith("/") and os.path.isdir(home) else "/"
 
     def _record(self, start_time: int | None) -> None:
         try:
@@ -155,14 +189,28 @@ class Job:
             output_bytes=self._log.end,
             dropped_bytes=self._log.start,
             lost_bytes=self._log.lost,
+            usage=self._usage(),
         )
         if self._state.is_final:
             self._final_info = info  # an ended job's facts no longer change
         return info
 
-    def reader(self, offset: int = 0, *, follow: bool = False) -> LogReader:
+    def _usage(self) -> Usage | None:
+        """What the job has used: live from its container while it runs, the figures
+        taken at its end after."""
+        if self._container is not None and self._final_usage is None:
+            try:
+                return self._container.usage()
+            except OSError as exc:  # a cgroup file gone under us: no figures, no failure
+                log.debug("%r: no usage figures: %s", self, exc)
+                return None
+        return self._final_usage
+
+    def reader(
+        self, offset: int = 0, *, follow: bool = False, selection: Selection | None = None
+    ) -> LogReader:
         """A reader of the job's output from ``offset``; see ``OutputLog.reader``."""
-        return self._log.reader(offset, follow=follow)
+        return self._log.reader(offset, follow=follow, selection=selection)
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
         """Spawn the job, report it started, and supervise it until it has ended.
@@ -172,8 +220,11 @@ class Job:
         """
         container: Container | None = None
         try:
-            container = self._containment.create(self.id, self.spec.limits, self.spec.cwd)
-            self._process = await self._spawn(container)
+            env = self._environment()
+            cwd = self._cwd(env)
+            # The default IO device is the one of the directory the job really starts in.
+            container = self._containment.create(self.id, self.spec.limits, cwd)
+            self._process = await self._spawn(container, env, cwd)
         except BaseException:
             self._log.close()
             if container is not None:
@@ -195,6 +246,7 @@ class Job:
                 container.signal(signal.SIGKILL)
                 self._status = self._process.reap()
             self._oom = container.oom_killed()
+            self._final_usage = self._usage()
             container.close()
             self._finish()
 

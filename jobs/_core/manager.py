@@ -11,6 +11,7 @@ import shutil
 import signal
 import time
 import uuid
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -18,8 +19,10 @@ import anyio
 import anyio.abc
 
 from ..errors import (
+    AmbiguousJob,
     InvalidArgument,
     JobNotFound,
+    NameInUse,
     ShuttingDown,
     TooManyJobs,
     TooManyStreams,
@@ -27,13 +30,17 @@ from ..errors import (
 from .containment import Containment, Leftover, detect
 from .job import Job
 from .model import JobInfo, JobSpec, JobState
-from .output import LogReader
+from .output import LogReader, Selection
 from .records import RECORD, load_record
 from .settings import ManagerSettings
 
-__all__ = ["JobManager", "cgroup_scope"]
+__all__ = ["MIN_PREFIX", "JobManager", "cgroup_scope"]
 
 log = logging.getLogger(__name__)
+
+MIN_PREFIX = 6
+"""The shortest id prefix that refers to a job (as with git and docker, shorter ones
+are too likely to become ambiguous as jobs accumulate)."""
 
 
 def cgroup_scope(state_dir: Path) -> str:
@@ -71,6 +78,8 @@ class JobManager:
         """Ended jobs, oldest first: pruning takes from the front."""
         self._running: collections.Counter[str] = collections.Counter()
         self._streams: collections.Counter[str] = collections.Counter()
+        self._names: dict[tuple[str, str], str] = {}
+        """(owner, name) -> id of the running (or starting) job of that name."""
         self._task_group: anyio.abc.TaskGroup | None = None
         self._closing = False
 
@@ -119,7 +128,8 @@ class JobManager:
     async def start(self, spec: JobSpec, owner: str) -> JobInfo:
         """Start a job for ``owner`` and return once its main process runs.
 
-        Raises ``TooManyJobs`` at the account's cap, ``CannotExecute`` or
+        Raises ``TooManyJobs`` at the account's cap, ``NameInUse`` when a running
+        job of the owner has the spec's name, ``CannotExecute`` or
         ``InvalidArgument`` when the command cannot be started,
         ``LimitUnsupported`` for limits or isolation this host cannot enforce, and
         ``ShuttingDown`` once the manager is closing.
@@ -130,6 +140,11 @@ class JobManager:
         if self._running[owner] >= settings.max_running:
             raise TooManyJobs(owner, settings.max_running)
         job_id = str(uuid.uuid4())
+        name_key = None if spec.name is None else (owner, spec.name)
+        if name_key is not None:
+            if (holder := self._names.get(name_key)) is not None:
+                raise NameInUse(spec.name or "", holder)
+            self._names[name_key] = job_id  # held while spawning, as the running count
         job = Job(
             job_id,
             owner,
@@ -147,17 +162,41 @@ class JobManager:
                 await self._task_group.start(self._run, job)
         except BaseException:
             self._release_running(owner)
+            if name_key is not None:
+                del self._names[name_key]
             shutil.rmtree(job.directory, ignore_errors=True)
             raise
         self._jobs[job_id] = job
         return job.info()
 
     def get(self, job_id: str, owner: str) -> Job:
-        """The job ``job_id`` of ``owner``; ``JobNotFound`` if there is none."""
+        """The job of ``owner`` that ``job_id`` refers to: its full id, its name, or a
+        unique prefix of its id of at least ``MIN_PREFIX`` characters.
+
+        A name refers to the running job of that name, else the newest ended one.
+        Raises ``JobNotFound`` if there is none, ``AmbiguousJob`` (listing the
+        candidates) for a prefix of several.
+        """
         job = self._jobs.get(job_id)
-        if job is None or job.owner != owner:
+        if job is not None and job.owner == owner:
+            return job
+        if not job_id:
             raise JobNotFound(job_id)
-        return job
+        running = self._names.get((owner, job_id))
+        if running is not None and running in self._jobs:
+            return self._jobs[running]
+        named = [j for j in self._jobs.values() if j.owner == owner and j.spec.name == job_id]
+        if named:
+            return max(named, key=lambda j: j.started_at)
+        if len(job_id) >= MIN_PREFIX:
+            matches = [
+                j for j in self._jobs.values() if j.owner == owner and j.id.startswith(job_id)
+            ]
+            if len(matches) == 1:
+                return matches[0]
+            if matches:
+                raise AmbiguousJob(job_id, sorted(j.id for j in matches))
+        raise JobNotFound(job_id)
 
     def status(self, job_id: str, owner: str) -> JobInfo:
         """A snapshot of one job."""
@@ -167,12 +206,23 @@ class JobManager:
         """How many jobs run now: ``owner``'s, or every account's when ``None``."""
         return sum(self._running.values()) if owner is None else self._running[owner]
 
-    def list(self, owner: str) -> list[JobInfo]:
-        """The owner's jobs, oldest first."""
-        return sorted(
-            (job.info() for job in self._jobs.values() if job.owner == owner),
-            key=lambda info: info.started_at,
-        )
+    def list(
+        self,
+        owner: str,
+        *,
+        labels: Callable[[Mapping[str, str]], bool] | None = None,
+        states: Collection[JobState] = (),
+    ) -> list[JobInfo]:
+        """The owner's jobs, oldest first: those whose labels ``labels`` accepts
+        (a selector's ``matches``; all when None), in ``states`` (all when empty)."""
+        chosen = []
+        for job in self._jobs.values():
+            if job.owner != owner or (states and job.state not in states):
+                continue
+            if labels is not None and not labels(dict(job.spec.labels)):
+                continue
+            chosen.append(job.info())
+        return sorted(chosen, key=lambda info: info.started_at)
 
     async def stop(
         self, job_id: str, owner: str, grace: float | None = None, sig: int | None = None
@@ -194,16 +244,24 @@ class JobManager:
         return await self.get(job_id, owner).wait()
 
     def reader(
-        self, job_id: str, owner: str, offset: int = 0, *, follow: bool = False
+        self,
+        job_id: str,
+        owner: str,
+        offset: int = 0,
+        *,
+        follow: bool = False,
+        selection: Selection | None = None,
     ) -> LogReader:
         """A reader of a job's output, counted against the owner's stream cap.
 
-        Close it (or use it as an async context manager) to release it.
+        ``selection`` narrows it to streams, a time window or the last lines (see
+        ``OutputLog.reader``). Close it (or use it as an async context manager) to
+        release it.
         """
         job = self.get(job_id, owner)
         if self._streams[owner] >= self.settings.max_streams:
             raise TooManyStreams(owner, self.settings.max_streams)
-        reader = job.reader(offset, follow=follow)
+        reader = job.reader(offset, follow=follow, selection=selection)
         self._streams[owner] += 1
         reader.on_close(lambda: self._release_stream(owner))
         return reader
@@ -215,6 +273,8 @@ class JobManager:
             # A job that failed to spawn never became final; start() released it.
             if job.state.is_final:
                 self._release_running(job.owner)
+                if job.spec.name is not None:
+                    self._names.pop((job.owner, job.spec.name), None)
                 self._ended[job.id] = job
                 self._prune()
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import enum
 import math
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..errors import InvalidArgument
+from ..selectors import check_labels
 
 __all__ = [
     "Chunk",
@@ -20,6 +22,7 @@ __all__ = [
     "Limits",
     "Namespace",
     "Stream",
+    "Usage",
 ]
 
 
@@ -128,8 +131,18 @@ class JobSpec:
     timeout: float | None = None
     limits: Limits = field(default_factory=Limits)
     isolation: frozenset[Namespace] = frozenset()
+    name: str | None = None
+    """Unique among the owner's running jobs; refers to the job wherever an id is taken."""
+    labels: tuple[tuple[str, str], ...] = ()
+    """``(key, value)`` pairs, sorted by key (a tuple, so that the spec stays hashable)."""
 
     def __post_init__(self) -> None:
+        if self.name is not None and not _NAME.fullmatch(self.name):
+            raise InvalidArgument(
+                f"bad job name {self.name!r}: 1 to 128 letters, digits, '_', '.' or '-', "
+                "starting with a letter or digit"
+            )
+        check_labels(dict(self.labels))
         if not self.argv or not self.argv[0]:
             raise InvalidArgument("the command is empty")
         for arg in self.argv:
@@ -158,8 +171,14 @@ class JobSpec:
         return (
             f"JobSpec(argv={self.argv!r}, env_names={names!r}, cwd={self.cwd!r}, "
             f"timeout={self.timeout!r}, limits={self.limits!r}, "
-            f"isolation={sorted(ns.value for ns in self.isolation)!r})"
+            f"isolation={sorted(ns.value for ns in self.isolation)!r}, name={self.name!r}, "
+            f"labels={dict(self.labels)!r})"
         )
+
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+"""Docker's rule for container names, so that a name never looks like an option, a
+path or a selector, and prints without quoting."""
 
 
 # The kernel refuses any single argument or "NAME=value" longer than 32 pages.
@@ -206,6 +225,26 @@ class JobInfo:
     """Bytes of the oldest output no longer kept (retention cap)."""
     lost_bytes: int = 0
     """Bytes read from the job but not stored (the state disk was full)."""
+    usage: Usage | None = None
+    """Resources used so far (running) or in all (ended); None when not known."""
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Resources a job has used, from its cgroup or its main process's rusage."""
+
+    cpu_user: float = 0.0
+    """CPU seconds in user mode."""
+    cpu_system: float = 0.0
+    """CPU seconds in the kernel."""
+    memory_peak: int = 0
+    """The most memory (bytes) used at once."""
+    io_read: int = 0
+    """Bytes read from block devices."""
+    io_write: int = 0
+    """Bytes written to block devices."""
+    source: str = ""
+    """Where the figures come from: "cgroup v1", "cgroup v2" or "rusage"."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,11 +35,12 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from ..errors import OffsetOutOfRange
 from .model import Chunk, Gap, Stream
 
-__all__ = ["LogReader", "OutputLog"]
+__all__ = ["LogReader", "OutputLog", "Selection"]
 
 log = logging.getLogger(__name__)
 
 _RECORD = struct.Struct("<QQIB3x")  # offset, time_ns, length, stream
+_Record = tuple[int, int, int, int]
 _INDEX_BATCH = 512  # records read from an index at once
 MAX_SEGMENT_SIZE = 64 << 20
 MIN_SEGMENT_SIZE = 64 << 10
@@ -54,6 +55,29 @@ encoding, grpclib's framed copy). In the benchmark, 8 MiB holds the server's
 peak to about +20 MiB over its idle RSS with 100 followers and +25 MiB with 500,
 where 32 MiB let it reach +103 and +130 MiB."""
 MIN_CHUNK = 16 << 10
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """Which part of a log a reader wants, besides its start offset."""
+
+    streams: frozenset[Stream] = frozenset()
+    """Only these streams; empty means both."""
+    tail_lines: int | None = None
+    """Start at the last this many lines of the selected streams."""
+    since_ns: int | None = None
+    """Only chunks stored at or after this time (nanoseconds since the epoch)."""
+    until_ns: int | None = None
+    """Only chunks stored before this time: a follower stops once it has passed."""
+
+    def wants(self, stream: Stream) -> bool:
+        """Whether output of ``stream`` is selected."""
+        return not self.streams or stream in self.streams
+
+
+_EVERYTHING = Selection()
+_SKIPPED = Gap(-1, 0)
+"""What ``_read_chunk`` returns for a chunk of a stream not selected (never handed out)."""
 
 
 @dataclass(slots=True, eq=False)
@@ -195,15 +219,100 @@ class OutputLog:
             waker.close()
 
     def reader(
-        self, offset: int = 0, *, follow: bool = False, max_chunk: int = DEFAULT_MAX_CHUNK
+        self,
+        offset: int = 0,
+        *,
+        follow: bool = False,
+        max_chunk: int = DEFAULT_MAX_CHUNK,
+        selection: Selection | None = None,
     ) -> LogReader:
         """Read from ``offset`` on; with ``follow``, keep going until the log is closed.
 
+        ``selection`` narrows the output: the start moves forward to its ``since``
+        time and to its last ``tail_lines`` lines (both found through the index,
+        from the end for the tail, so neither reads the log before them), and
+        chunks of other streams or from ``until`` on are left out.
         Raises ``OffsetOutOfRange`` for an offset past the end.
         """
         if offset < 0 or offset > self._end:
             raise OffsetOutOfRange(offset, self._end)
-        return LogReader(self, offset, follow=follow, max_chunk=max_chunk)
+        selection = selection or _EVERYTHING
+        start = offset  # below the first byte kept, the reader starts with a Gap
+        if selection.since_ns is not None:
+            start = max(start, self._offset_at_time(selection.since_ns))
+        if selection.tail_lines is not None:
+            start = max(start, self._tail_start(selection.tail_lines, selection))
+        return LogReader(
+            self, min(start, self._end), follow=follow, max_chunk=max_chunk, selection=selection
+        )
+
+    def _offset_at_time(self, time_ns: int) -> int:
+        """The offset of the first chunk stored at or after ``time_ns`` (the end if none)."""
+        segments = self._segments
+        # The last segment whose first chunk is not later than time_ns holds the answer.
+        lo, hi = 0, len(segments)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            first = self._records(segments[mid], 0, 1)
+            if first and first[0][1] <= time_ns:
+                lo = mid + 1
+            else:
+                hi = mid
+        for segment in segments[max(0, lo - 1) :]:
+            left, right = 0, segment.records  # first record with time >= time_ns
+            while left < right:
+                mid = (left + right) // 2
+                if self._records(segment, mid, 1)[0][1] < time_ns:
+                    left = mid + 1
+                else:
+                    right = mid
+            if left < segment.records:
+                return self._records(segment, left, 1)[0][0]
+        return self._end
+
+    def _tail_start(self, lines: int, selection: Selection) -> int:
+        """The offset where the last ``lines`` lines of the selected streams begin.
+
+        Walks the index from the end, reading only the data of the chunks it must
+        look into: a tail of a huge log reads kilobytes. A last line without its
+        newline counts as a line, as for tail(1).
+        """
+        if lines <= 0:
+            return self._end
+        remaining = lines
+        last = True
+        for segment in reversed(self._segments):
+            with open(self._path(segment, ".out"), "rb", buffering=0) as data_file:
+                stop = segment.records
+                while stop > 0:
+                    first = max(0, stop - _INDEX_BATCH)
+                    for offset, _, length, stream in reversed(
+                        self._records(segment, first, stop - first)
+                    ):
+                        if not selection.wants(Stream(stream)):
+                            continue
+                        data = os.pread(data_file.fileno(), length, offset - segment.start)
+                        end = len(data)
+                        if last and end:
+                            last = False
+                            if data.endswith(b"\n"):
+                                end -= 1  # the final newline ends the last line
+                        while (newline := data.rfind(b"\n", 0, end)) >= 0:
+                            remaining -= 1
+                            if remaining == 0:
+                                return offset + newline + 1
+                            end = newline
+                    stop = first
+        return self._start
+
+    def _records(self, segment: _Segment, first: int, count: int) -> list[_Record]:
+        """``count`` index records of ``segment`` from record number ``first``."""
+        fd = os.open(self._path(segment, ".idx"), os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            raw = os.pread(fd, count * _RECORD.size, first * _RECORD.size)
+        finally:
+            os.close(fd)
+        return list(_RECORD.iter_unpack(raw))
 
     def _writable_segment(self) -> _Segment:
         if self._segments and self._data_fd >= 0:
@@ -271,11 +380,21 @@ class LogReader:
     wake-up stream are released at once, even when the consumer stops early.
     """
 
-    def __init__(self, log: OutputLog, offset: int, *, follow: bool, max_chunk: int) -> None:
+    def __init__(
+        self,
+        log: OutputLog,
+        offset: int,
+        *,
+        follow: bool,
+        max_chunk: int,
+        selection: Selection = _EVERYTHING,
+    ) -> None:
         self._log = log
         self._pos = offset
         self._follow = follow
         self._max_chunk = max_chunk
+        self._selection = selection
+        self._past_until = False
         self._segment: _Segment | None = None
         self._data_fd = -1
         self._index_fd = -1
@@ -336,10 +455,18 @@ class LogReader:
             item = self.read_available()
             if item is not None:
                 return item
-            if self._log.closed or not self._follow:
+            if self._log.closed or not self._follow or self._past_until:
                 raise StopAsyncIteration
+            until = self._selection.until_ns
             try:
-                await self._woken.receive()
+                if until is None:
+                    await self._woken.receive()
+                    continue
+                # A follower with an end time stops at it, output or not.
+                with anyio.move_on_after(max(0.0, (until - time.time_ns()) / 1e9)):
+                    await self._woken.receive()
+                    continue
+                self._past_until = True
             except anyio.EndOfStream:
                 continue  # the log was closed: hand out what is left, then stop
 
@@ -355,12 +482,14 @@ class LogReader:
             self._pos = log._start
             self._close_segment()
             return gap
-        if self._pos >= log._end:
-            return None
-        segment = self._segment
-        if segment is None or self._pos >= segment.start + segment.size:
-            segment = self._open_segment(log._segment_at(self._pos))
-        return self._read_chunk(segment)
+        while self._pos < log._end and not self._past_until:
+            segment = self._segment
+            if segment is None or self._pos >= segment.start + segment.size:
+                segment = self._open_segment(log._segment_at(self._pos))
+            item = self._read_chunk(segment)
+            if item is not _SKIPPED:
+                return item
+        return None
 
     def _open_segment(self, segment: _Segment) -> _Segment:
         self._close_segment()
@@ -389,7 +518,7 @@ class LogReader:
         raw = os.pread(self._index_fd, _RECORD.size, number * _RECORD.size)
         return _RECORD.unpack(raw)
 
-    def _read_chunk(self, segment: _Segment) -> Chunk:
+    def _read_chunk(self, segment: _Segment) -> Chunk | Gap:
         readers = max(1, self._log._readers)
         limit = min(self._max_chunk, max(MIN_CHUNK, FOLLOWERS_BUDGET // readers))
         count = min(_INDEX_BATCH, segment.records - self._record)
@@ -398,7 +527,13 @@ class LogReader:
         first_time = 0
         take = 0
         consumed = 0
+        until = self._selection.until_ns
         for offset, time_ns, length, stream in _RECORD.iter_unpack(raw):
+            if until is not None and time_ns >= until:
+                if first_stream < 0:
+                    self._past_until = True
+                    return _SKIPPED
+                break
             if first_stream < 0:
                 first_stream, first_time = stream, time_ns
             elif stream != first_stream or take >= limit:
@@ -411,6 +546,10 @@ class LogReader:
                 break
             take += available
             consumed += 1
+        if not self._selection.wants(Stream(first_stream)):
+            self._pos += take  # not read at all: skipped through the index
+            self._record += consumed
+            return _SKIPPED
         data = os.pread(self._data_fd, take, self._pos - segment.start)
         chunk = Chunk(self._pos, Stream(first_stream), first_time, data)
         self._pos += len(data)

@@ -16,6 +16,7 @@ import functools
 import logging
 import os
 import pwd
+import resource
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -78,6 +79,8 @@ class Process:
         self.stdout = stdout
         self.stderr = stderr
         self._status: ExitStatus | None = None
+        self.rusage: resource.struct_rusage | None = None
+        """The main process's resource usage (its waited-for children included), once reaped."""
 
     def __repr__(self) -> str:
         return f"<Process pid={self.pid} reaped={self.reaped}>"
@@ -107,9 +110,12 @@ class Process:
     def reap(self) -> ExitStatus:
         """Reap the main process (waiting if it still runs) and release the pidfd."""
         if self._pidfd >= 0:
-            result = os.waitid(os.P_PIDFD, self._pidfd, os.WEXITED)
-            assert result is not None
-            self._status = _exit_status(result)
+            # wait4 by pid, for the rusage: safe, as our unreaped child still holds its pid.
+            _, status, self.rusage = os.wait4(self.pid, 0)
+            if os.WIFSIGNALED(status):
+                self._status = ExitStatus(signal=os.WTERMSIG(status))
+            else:
+                self._status = ExitStatus(code=os.waitstatus_to_exitcode(status))
             os.close(self._pidfd)
             self._pidfd = -1
             # Tell subprocess we reaped it, or it warns that the process "is still running".

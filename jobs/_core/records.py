@@ -7,12 +7,13 @@ leftover process can be told apart from an unrelated one that reused its pid.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
 from typing import Any
 
-from .model import IoRate, JobInfo, JobSpec, JobState, Limits, Namespace
+from .model import IoRate, JobInfo, JobSpec, JobState, Limits, Namespace, Usage
 
 __all__ = ["RECORD", "load_record", "save_record"]
 
@@ -47,6 +48,9 @@ def save_record(directory: Path, info: JobInfo, start_time: int | None) -> None:
         "exit_code": info.exit_code,
         "signal": info.signal,
         "lost_bytes": info.lost_bytes,
+        "name": spec.name,
+        "labels": dict(spec.labels),
+        "usage": None if info.usage is None else dataclasses.asdict(info.usage),
     }
     temporary = directory / f".{RECORD}.tmp"
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
@@ -76,7 +80,11 @@ def load_record(directory: Path) -> tuple[JobInfo, int | None]:
             io_write=tuple(IoRate(rate, device) for rate, device in limits["io_write"]),
         ),
         isolation=frozenset(Namespace(ns) for ns in document["isolation"]),
+        # Records written before names, labels and usage existed have none.
+        name=document.get("name"),
+        labels=tuple(sorted(document.get("labels", {}).items())),
     )
+    usage = document.get("usage")
     info = JobInfo(
         id=document["id"],
         owner=document["owner"],
@@ -88,5 +96,6 @@ def load_record(directory: Path) -> tuple[JobInfo, int | None]:
         exit_code=document["exit_code"],
         signal=document["signal"],
         lost_bytes=document["lost_bytes"],
+        usage=None if usage is None else Usage(**usage),
     )
     return info, document["pid_start_time"]

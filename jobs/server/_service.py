@@ -29,18 +29,30 @@ from .._core.model import (
     Limits,
     Namespace,
     Stream,
+    Usage,
 )
+from .._core.output import Selection
 from ..errors import InvalidArgument
+from ..selectors import parse_selector
 from . import _wire
 from ._guard import current_principal
 from ._identity import ServerIdentity
 from ._wire import Encoded
 
-__all__ = ["SERVICE", "JobService", "encode_jobs", "encode_log_item", "spec_from_request"]
+__all__ = [
+    "SERVICE",
+    "JobService",
+    "encode_jobs",
+    "encode_log_item",
+    "selection_from_request",
+    "spec_from_request",
+]
 
 SERVICE = "jobs.v1.JobService"
 
 _STATES = {state: f"JOB_STATE_{state.name}" for state in JobState}
+_WIRE_STATES = {wire.JobState.Value(name): state for state, name in _STATES.items()}
+_STREAMS = {wire.STREAM_STDOUT: Stream.STDOUT, wire.STREAM_STDERR: Stream.STDERR}
 _NAMESPACE_NAMES = {ns: f"NAMESPACE_{ns.name}" for ns in Namespace}
 """Wire names, in the order of their numbers."""
 _NAMESPACES = {wire.Namespace.Value(name): ns for ns, name in _NAMESPACE_NAMES.items()}
@@ -76,8 +88,20 @@ class JobService:
         return encode_jobs([self._manager.status(request.job_id, current_principal().account)])
 
     async def list(self, request: wire.ListRequest) -> bytes:
-        """List: the caller's jobs, oldest first; the encoded ``ListResponse``."""
-        return encode_jobs(self._manager.list(current_principal().account))
+        """List: the caller's jobs, oldest first, those the selector and states
+        choose; the encoded ``ListResponse``."""
+        selector = parse_selector(request.selector) if request.selector else None
+        states = set()
+        for state in request.states:
+            if state not in _WIRE_STATES:
+                raise InvalidArgument(f"unknown job state {state!r}")
+            states.add(_WIRE_STATES[state])
+        infos = self._manager.list(
+            current_principal().account,
+            labels=None if selector is None else selector.matches,
+            states=states,
+        )
+        return encode_jobs(infos)
 
     async def wait(self, request: wire.WaitRequest) -> bytes:
         """Wait: wait until the job has ended; the encoded ``WaitResponse``."""
@@ -129,7 +153,11 @@ class JobService:
     async def _logs(self, stream: Any) -> None:
         request = await _request(stream)
         reader = self._manager.reader(
-            request.job_id, current_principal().account, request.offset, follow=request.follow
+            request.job_id,
+            current_principal().account,
+            request.offset,
+            follow=request.follow,
+            selection=selection_from_request(request),
         )
         # Leaving closes the reader at once when the client goes away.
         async with reader:
@@ -194,6 +222,20 @@ def _job(info: JobInfo) -> wire.Job:
         output_bytes=info.output_bytes,
         dropped_bytes=info.dropped_bytes,
         lost_bytes=info.lost_bytes,
+        name=spec.name or "",
+        labels=dict(spec.labels),
+        usage=None if info.usage is None else _usage(info.usage),
+    )
+
+
+def _usage(usage: Usage) -> wire.Usage:
+    return wire.Usage(
+        cpu_user_seconds=usage.cpu_user,
+        cpu_system_seconds=usage.cpu_system,
+        memory_peak_bytes=usage.memory_peak,
+        io_read_bytes=usage.io_read,
+        io_write_bytes=usage.io_write,
+        source=usage.source,
     )
 
 
@@ -227,6 +269,25 @@ def spec_from_request(request: wire.RunRequest) -> JobSpec:
         timeout=request.timeout_seconds if request.HasField("timeout_seconds") else None,
         limits=_limits(request.limits) if request.HasField("limits") else Limits(),
         isolation=frozenset(isolation),
+        name=request.name or None,
+        labels=tuple(sorted(request.labels.items())),
+    )
+
+
+def selection_from_request(request: wire.LogsRequest) -> Selection:
+    """The core's log selection for a Logs request; ``InvalidArgument`` when malformed."""
+    streams = set()
+    for stream in request.streams:
+        if stream not in _STREAMS:
+            raise InvalidArgument(f"unknown stream {stream!r}")
+        streams.add(_STREAMS[stream])
+    since = request.since.ToNanoseconds() if request.HasField("since") else None
+    until = request.until.ToNanoseconds() if request.HasField("until") else None
+    return Selection(
+        streams=frozenset(streams),
+        tail_lines=request.tail_lines if request.HasField("tail_lines") else None,
+        since_ns=since,
+        until_ns=until,
     )
 
 

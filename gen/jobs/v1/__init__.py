@@ -131,7 +131,9 @@ class Job(betterproto.Message):
     """argv, as given."""
 
     cwd: str = betterproto.string_field(4)
-    """The working directory; empty means the server's default."""
+    """
+    The working directory as asked; empty means the job user's home directory.
+    """
 
     state: "JobState" = betterproto.enum_field(5)
     pid: int = betterproto.uint32_field(6)
@@ -216,7 +218,11 @@ class RunRequest(betterproto.Message):
     """
 
     cwd: str = betterproto.string_field(3)
-    """An absolute path; empty means the server's working directory."""
+    """
+    An absolute path; empty means the home directory of the job's user (its
+     HOME), or / when that does not exist. The job's environment also holds
+     JOBS_JOB_ID (and JOBS_JOB_NAME when named).
+    """
 
     limits: "Limits" = betterproto.message_field(4)
     isolation: List["Namespace"] = betterproto.enum_field(5)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from ..model import Limits
+from ..model import Limits, Usage
 from ..process import Process
 from ._common import CGROUP_ROOT
 from .pgroup import ProcessGroup
@@ -76,6 +76,10 @@ class Container(Protocol):
 
     def oom_killed(self) -> bool:
         """Whether the kernel killed a process of the job for its memory limit."""
+
+    def usage(self) -> Usage:
+        """What the job has used so far (or in all, once it has ended and before
+        ``close``). Raises ``OSError`` when the figures cannot be read."""
 
     def close(self) -> None:
         """Remove the container; it must be empty."""

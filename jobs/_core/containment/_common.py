@@ -52,6 +52,31 @@ def counter(path: Path, key: str) -> int:
     return 0
 
 
+def device_bytes(path: Path, read_key: str, write_key: str) -> tuple[int, int]:
+    """Bytes read and written, summed over devices, from a per-device stat file:
+    v1's "MAJ:MIN Read N" lines or v2's "MAJ:MIN rbytes=N wbytes=N ..." lines."""
+    read = written = 0
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        return 0, 0
+    for line in lines:
+        words = line.split()
+        if len(words) == 3 and words[1] in (read_key, write_key):  # v1
+            if words[1] == read_key:
+                read += int(words[2])
+            else:
+                written += int(words[2])
+            continue
+        for word in words[1:]:  # v2
+            key, _, value = word.partition("=")
+            if key == read_key:
+                read += int(value)
+            elif key == write_key:
+                written += int(value)
+    return read, written
+
+
 def kill_pids(targets: list[int], sig: int) -> None:
     for pid in targets:
         try:

@@ -10,8 +10,8 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from ...errors import LimitUnsupported
-from ..model import Limits
-from ..process import Process, process_start_time
+from ..model import Limits, Usage
+from ..process import Process, proc_stat, process_start_time
 
 if TYPE_CHECKING:
     from . import Leftover
@@ -46,8 +46,51 @@ class _Group:
     def oom_killed(self) -> bool:
         return False
 
+    def usage(self) -> Usage:
+        """The main process's figures: its rusage once reaped (children it waited for
+        included), /proc while it runs. Processes it never waited for are not counted."""
+        process = self._process
+        if process is None:
+            return Usage(source="rusage")
+        if process.rusage is not None:
+            r = process.rusage
+            return Usage(
+                r.ru_utime,
+                r.ru_stime,
+                r.ru_maxrss * 1024,
+                r.ru_inblock * 512,
+                r.ru_oublock * 512,
+                "rusage",
+            )
+        return _proc_usage(process.pid)
+
     def close(self) -> None:
-        self._process = None
+        pass  # the process is kept: its rusage is the job's final usage
+
+
+def _proc_usage(pid: int) -> Usage:
+    """A running main process's figures from /proc (what its rusage will say)."""
+    fields = proc_stat(pid)
+    if fields is None:
+        return Usage(source="rusage")
+    tick = os.sysconf("SC_CLK_TCK")
+    # utime, stime, cutime, cstime: fields 14-17 of stat, 11-14 after the name.
+    user = (int(fields[11]) + int(fields[13])) / tick
+    system = (int(fields[12]) + int(fields[14])) / tick
+    peak = read = written = 0
+    with contextlib.suppress(OSError, ValueError):
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    peak = int(line.split()[1]) * 1024
+        with open(f"/proc/{pid}/io") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key == "read_bytes":
+                    read = int(value)
+                elif key == "write_bytes":
+                    written = int(value)
+    return Usage(user, system, peak, read, written, "rusage")
 
 
 class ProcessGroup:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from ...errors import LimitUnsupported
-from ..model import Limits
+from ..model import Limits, Usage
 from ..process import Process
 from ._common import (
     CGROUP_ROOT,
@@ -21,6 +21,7 @@ from ._common import (
     apply,
     attacher,
     counter,
+    device_bytes,
     io_rates,
     kill_pids,
     own_cgroup,
@@ -36,7 +37,9 @@ if TYPE_CHECKING:
 
 __all__ = ["CgroupV1"]
 
-_CONTROLLERS = ("freezer", "cpu", "memory", "blkio", "pids")
+_CONTROLLERS = ("freezer", "cpu", "cpuacct", "memory", "blkio", "pids")
+_ACCOUNTING = ("cpuacct", "memory", "blkio")
+"""Controllers every job joins, limited or not, for its usage figures."""
 
 
 class _V1Cgroup:
@@ -89,6 +92,20 @@ class _V1Cgroup:
         memory = self.dirs.get("memory")
         return memory is not None and counter(memory / "memory.oom_control", "oom_kill") > 0
 
+    def usage(self) -> Usage:
+        user = system = 0.0
+        if (cpu := self.dirs.get("cpuacct")) is not None:
+            user = int((cpu / "cpuacct.usage_user").read_text()) / 1e9
+            system = int((cpu / "cpuacct.usage_sys").read_text()) / 1e9
+        peak = 0
+        if (memory := self.dirs.get("memory")) is not None:
+            peak = int((memory / "memory.max_usage_in_bytes").read_text())
+        read = written = 0
+        if (blkio := self.dirs.get("blkio")) is not None:
+            stats = blkio / "blkio.throttle.io_service_bytes_recursive"
+            read, written = device_bytes(stats, "Read", "Write")
+        return Usage(user, system, peak, read, written, "cgroup v1")
+
     def close(self) -> None:
         self.spawned(None)
         for directory in self._all():
@@ -129,6 +146,9 @@ class CgroupV1:
 
     def create(self, job_id: str, limits: Limits, cwd: str | None) -> _V1Cgroup:
         settings: dict[str, dict[str, str]] = {"freezer": {}}
+        for controller in _ACCOUNTING:
+            if controller in self._bases:
+                settings[controller] = {}
         if limits.cpu is not None:
             quota = max(1000, round(limits.cpu * CPU_PERIOD_US))
             settings["cpu"] = {
@@ -136,7 +156,7 @@ class CgroupV1:
                 "cpu.cfs_quota_us": str(quota),
             }
         if limits.memory is not None:
-            settings["memory"] = {"memory.limit_in_bytes": str(limits.memory)}
+            settings.setdefault("memory", {})["memory.limit_in_bytes"] = str(limits.memory)
         if limits.pids is not None:
             settings["pids"] = {"pids.max": str(limits.pids)}
         rates = io_rates(limits, cwd)
@@ -148,7 +168,7 @@ class CgroupV1:
                 blkio["blkio.throttle.read_bps_device"] = "\n".join(reads)
             if writes:
                 blkio["blkio.throttle.write_bps_device"] = "\n".join(writes)
-            settings["blkio"] = blkio
+            settings.setdefault("blkio", {}).update(blkio)
         for controller in settings:
             if controller not in self._bases:
                 raise LimitUnsupported(f"the {controller} controller", "not mounted on this host")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from ...errors import LimitUnsupported
-from ..model import Limits
+from ..model import Limits, Usage
 from ..process import Process
 from ._common import (
     CGROUP_ROOT,
@@ -21,6 +21,7 @@ from ._common import (
     apply,
     attacher,
     counter,
+    device_bytes,
     io_rates,
     kill_pids,
     own_cgroup,
@@ -73,6 +74,18 @@ class _V2Cgroup:
 
     def oom_killed(self) -> bool:
         return counter(self.path / "memory.events", "oom_kill") > 0
+
+    def usage(self) -> Usage:
+        # cpu.stat is there even without the cpu controller; memory.peak (Linux 5.19)
+        # and io.stat only with theirs: absent, their figures read 0.
+        user = counter(self.path / "cpu.stat", "user_usec") / 1e6
+        system = counter(self.path / "cpu.stat", "system_usec") / 1e6
+        try:
+            peak = int((self.path / "memory.peak").read_text())
+        except FileNotFoundError:
+            peak = 0
+        read, written = device_bytes(self.path / "io.stat", "rbytes", "wbytes")
+        return Usage(user, system, peak, read, written, "cgroup v2")
 
     def close(self) -> None:
         self.spawned(None)
