@@ -214,3 +214,8 @@ def test_defaults_of_the_cli_options_agree_with_the_library() -> None:
 
     assert _fleet_options.DEFAULT_PARALLEL == fleet.DEFAULT_PARALLEL
     assert _fleet_options.DEFAULT_HOST_TIMEOUT == fleet.DEFAULT_HOST_TIMEOUT
+
+
+def test_the_public_surface_of_jobs_fleet_is_its_all() -> None:
+    public = {name for name in dir(fleet) if not name.startswith("_")}
+    assert public - {"annotations"} == set(fleet.__all__)

@@ -26,7 +26,7 @@ def test_top_level_names_resolve_to_this_project(name: str) -> None:
 def test_public_surface_is_all_and_nothing_else() -> None:
     # dir(): the names are imported lazily, on first use.
     public = {name for name in dir(jobs) if not name.startswith("_")}
-    submodules = {"errors", "client", "server", "service", "selectors"}
+    submodules = {"errors", "client", "server", "service", "selectors", "fleet"}
     assert public - submodules == set(jobs.__all__)
     for name in jobs.__all__:
         assert getattr(jobs, name) is not None
