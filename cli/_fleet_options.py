@@ -12,8 +12,6 @@ from typing import Any, TypeVar
 
 import asyncclick as click
 
-from ._params import DURATION
-
 __all__ = [
     "DEFAULT_HOST_TIMEOUT",
     "DEFAULT_PARALLEL",
@@ -39,7 +37,17 @@ class FleetOptions:
     parallel: int
     inventory: Path | None
     discover: str | None
-    host_timeout: float
+    host_timeout_text: str
+
+    @property
+    def host_timeout(self) -> float:
+        """``--host-timeout`` in seconds (a usage error if it is no duration)."""
+        # Parsed here, on use: cli._params imports the job model, which a plain
+        # `jobs ps` must not pay for.
+        from ._params import DURATION
+
+        option = click.Option(["--host-timeout"])
+        return DURATION.convert(self.host_timeout_text, option, None)
 
 
 def fleet_options(command: F) -> F:
@@ -53,7 +61,7 @@ def fleet_options(command: F) -> F:
         parallel: int,
         inventory: Path | None,
         discover: str | None,
-        host_timeout: float,
+        host_timeout: str,
         **kwargs: Any,
     ) -> Any:
         options = FleetOptions(on, parallel, inventory, discover, host_timeout)
@@ -89,8 +97,7 @@ def fleet_options(command: F) -> F:
             ),
             click.option(
                 "--host-timeout",
-                type=DURATION,
-                default=DEFAULT_HOST_TIMEOUT,
+                default=f"{DEFAULT_HOST_TIMEOUT:g}s",
                 show_default=True,
                 help="With --on: a host that does not answer a call within this is unreachable.",
             ),

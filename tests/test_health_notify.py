@@ -9,7 +9,7 @@ from pathlib import Path
 
 import anyio
 import anyio.to_thread
-import grpc  # type: ignore[import-untyped]
+import grpc
 import pytest
 from grpclib.client import Channel
 from grpclib.health.v1.health_grpc import HealthStub
@@ -77,7 +77,7 @@ def unary_status(port: int, method: str) -> str:
     """The status name grpcio reports for an empty plaintext unary call."""
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         try:
-            channel.unary_unary(method)(b"", timeout=5)
+            channel.unary_unary(method)(b"", timeout=5)  # type: ignore[arg-type,unused-ignore]
         except grpc.RpcError as error:
             return str(error.code().name)
     return "OK"
