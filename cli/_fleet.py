@@ -381,6 +381,8 @@ async def ps_fleet(
     job_ids: Sequence[str],
     as_json: bool,
     request: wire.ListRequest,
+    *,
+    quiet: bool = False,
 ) -> int:
     """``jobs ps --on``: every selected host's jobs (or the given ones), ids ``HOST/ID``."""
     hosts = await hosts_of(options, job_ids)
@@ -404,7 +406,10 @@ async def ps_fleet(
         if not isinstance(answer, fleet.HostFailed)
         for job in answer
     ]
-    if as_json:
+    if quiet:
+        for host, job in rows:
+            click.echo(f"{host}/{job.id}")
+    elif as_json:
         documents = [{"host": host, **job_document(_wire(job))} for host, job in rows]
         click.echo(json.dumps({"jobs": documents}, indent=2))
     else:

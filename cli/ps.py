@@ -64,7 +64,8 @@ async def ps(
     if wants_fleet(fleet, job_ids):
         from ._fleet import ps_fleet  # only now: jobs.fleet is for --on alone
 
-        raise click.exceptions.Exit(await ps_fleet(fleet, server, job_ids, as_json, request))
+        status = await ps_fleet(fleet, server, job_ids, as_json, request, quiet=quiet)
+        raise click.exceptions.Exit(status)
     async with server.connect() as api:
         if job_ids:
             jobs = []

@@ -248,8 +248,11 @@ async def test_ps_kill_and_wait_across_hosts(fleet: Fleet) -> None:
         if j["state"] == "running"
     }
     assert set(ids) <= running
+    quiet = await jobs(fleet, "ps", "--on", "role=db", "-q")
+    assert set(ids) <= set(quiet.stdout.decode().split())
+    h6 = next(i for i in ids if i.startswith("h6/"))
     table = await jobs(fleet, "ps", "--on", "h6")
-    assert f"h6/{ids[0].split('/')[1][:8]}".encode() in table.stdout or b"h6/" in table.stdout
+    assert f"{h6[:11]}  running".encode() in table.stdout, table.stdout
 
     async with anyio.create_task_group() as tg:
         waited: list[Result] = []
