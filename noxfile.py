@@ -1,6 +1,7 @@
-"""Automation for jobs: tests, lint, typecheck, proto and bench sessions.
+"""Automation for jobs: tests, lint, typecheck, proto, proto-check and bench sessions.
 
-``nox`` alone runs the default sessions: tests, lint and typecheck.
+``nox`` alone runs the default sessions: tests, lint, typecheck and proto-check
+(``nox -s proto`` regenerates gen/, ``nox -s bench`` measures).
 """
 
 from __future__ import annotations
@@ -93,7 +94,6 @@ def proto(session: nox.Session) -> None:
 @nox.session(name="proto-check")
 def proto_check(session: nox.Session) -> None:
     """Fail if gen/ is not exactly what service.proto and jobs/_etcd/etcd.proto generate."""
-    import filecmp
     import tempfile
 
     with tempfile.TemporaryDirectory() as out:

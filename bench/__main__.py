@@ -21,6 +21,7 @@ from .control import control_plane
 from .fanout import fan_out
 from .fleet import fleet_fan_out
 from .memory import memory
+from .registration import registration
 from .start import start_rate
 from .streaming import live_run, single_follower
 
@@ -33,6 +34,7 @@ SCENARIOS: dict[str, Callable[[Bench], Awaitable[None]]] = {
     "memory": memory,
     "cli": cli_start,
     "tail": tail_of_a_big_log,
+    "registration": registration,
     "fleet": fleet_fan_out,
 }
 

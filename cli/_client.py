@@ -64,6 +64,10 @@ class Api:
         request = wire.WaitRequest(job_id=job_id)
         return (await _call(self.channel, "Wait", request, wire.WaitResponse)).job
 
+    async def info(self) -> wire.InfoResponse:
+        """Info: who the server is, what it offers, its load."""
+        return await _call(self.channel, "Info", wire.InfoRequest(), wire.InfoResponse)
+
     @contextlib.asynccontextmanager
     async def logs(self, request: wire.LogsRequest) -> AsyncIterator[AsyncIterator[Any]]:
         """The job's output as a stream of ``LogsResponse`` messages, for the block."""

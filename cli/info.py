@@ -7,7 +7,7 @@ from typing import Any
 
 import asyncclick as click
 
-from gen.jobs import v1 as pb
+from gen import service_pb2 as wire
 
 from ._client import Server, connection_options
 
@@ -20,7 +20,7 @@ __all__ = ["info"]
 async def info(as_json: bool, server: Server) -> None:
     """Show the server's name, labels, version, capabilities, load and certificate names."""
     async with server.connect() as api:
-        reply = await pb.JobServiceStub(api.channel).info(pb.InfoRequest())
+        reply = await api.info()
     document = info_document(reply)
     if as_json:
         click.echo(json.dumps(document, indent=2))
@@ -28,7 +28,7 @@ async def info(as_json: bool, server: Server) -> None:
         click.echo(_text(document))
 
 
-def info_document(reply: pb.InfoResponse) -> dict[str, Any]:
+def info_document(reply: wire.InfoResponse) -> dict[str, Any]:
     """An ``InfoResponse`` as plain JSON-ready data (the layout ``--json`` prints)."""
     capabilities = reply.capabilities
     load = reply.load
@@ -40,7 +40,8 @@ def info_document(reply: pb.InfoResponse) -> dict[str, Any]:
             "cgroup": capabilities.cgroup,
             "controllers": list(capabilities.controllers),
             "namespaces": [
-                (pb.Namespace(ns).name or str(ns)).lower() for ns in capabilities.namespaces
+                wire.Namespace.Name(ns).removeprefix("NAMESPACE_").lower()
+                for ns in capabilities.namespaces
             ],
             "block_devices": list(capabilities.block_devices),
         },

@@ -41,7 +41,7 @@ SUMMARIES = {
     "wait": "Wait for a job to end; exit with its code.",
     "kill": "Stop jobs: a signal, a grace, then SIGKILL.",
     "inspect": "Show jobs in full, as JSON.",
-    "info": "Show a server's identity and load.",
+    "info": "Show who a server is, what it offers and its load.",
     "hosts": "List the fleet's hosts and their state.",
     "serve": "Run a jobs server.",
     "pki": "Make a CA and certificates.",

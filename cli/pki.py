@@ -94,7 +94,7 @@ async def issue(
     click.echo(f"jobs: wrote {cert} and {key}", err=True)
 
 
-@pki.command("issue-server")
+@pki.command("issue-server", short_help="Issue a server certificate from the same CA.")
 @click.argument("name")
 @click.option(
     "--san",
@@ -127,10 +127,8 @@ async def issue_server(
     days: int,
     force: bool,
 ) -> None:
-    """Issue a certificate for server NAME of a fleet.
-
-    From the same CA: NAME.crt and NAME.key, valid for NAME, --san names,
-    localhost, 127.0.0.1 and ::1.
+    """Issue a certificate for server NAME of a fleet, from the same CA: NAME.crt and
+    NAME.key, valid for NAME, --san names, localhost, 127.0.0.1 and ::1.
 
     Start that server with `jobs serve --name NAME --cert NAME.crt --key NAME.key --ca ca.crt`.
     """

@@ -10,6 +10,7 @@ The tree is the architecture:
   table) and grpclib's internals. It sits above the core.
 - ``jobs.client``: a channel to a server over mutual TLS, and plain connection errors.
 - ``jobs.errors``: the core's expected errors, one class per condition.
+- ``jobs.selectors``: Kubernetes label selectors, shared by the core and the CLI.
 - Outside: ``gen`` (generated stubs), ``pki`` (certificates), ``cli`` (nothing imports it).
 
 The import-linter contracts in pyproject.toml name these packages and keep the

@@ -19,11 +19,11 @@ from grpclib.exceptions import StreamTerminatedError
 
 from gen import service_pb2 as wire
 
-from ._tls import client_context
+from ._tls import client_context as _client_context
 
 __all__ = ["ConnectionFailed", "connection_errors", "logs", "open_channel"]
 
-HANDSHAKE_REFUSED = (
+_HANDSHAKE_REFUSED = (
     "the server closed the connection during the TLS handshake: check the certificate, key and CA"
 )
 
@@ -45,7 +45,7 @@ def open_channel(host: str, port: int, *, ca: Path, cert: Path, key: Path) -> Ch
                 "local identity, or pass --ca/--cert/--key (JOBS_CA, JOBS_CERT, JOBS_KEY)"
             )
     try:
-        context = client_context(ca, cert, key)
+        context = _client_context(ca, cert, key)
     except FileNotFoundError as exc:
         raise ConnectionFailed(
             f"cannot read {exc.filename or 'a certificate'}: no such file"
@@ -71,7 +71,7 @@ def connection_errors(address: str) -> Iterator[None]:
             task.uncancel()
         # Under TLS 1.3 a refused client certificate shows up here, after the
         # client's side of the handshake has completed.
-        raise ConnectionFailed(HANDSHAKE_REFUSED) from None
+        raise ConnectionFailed(_HANDSHAKE_REFUSED) from None
     except ssl.SSLCertVerificationError as exc:
         raise ConnectionFailed(
             f"the server's certificate is not trusted: {exc.verify_message}"

@@ -27,7 +27,7 @@ from pki_fixtures import Certificates
 
 from gen.jobs.v1 import JobServiceStub
 from jobs import Chunk, JobManager, ManagerSettings, Stream
-from jobs._core.containment import CGROUP_ROOT, CgroupV1
+from jobs._core.containment import CGROUP_ROOT, CgroupV1, CgroupV2
 from jobs.client import open_channel
 from jobs.server import ServerConfig, Serving, serve
 
@@ -37,6 +37,12 @@ ROOT = os.geteuid() == 0
 CGROUP_V1 = CgroupV1.available()
 UNIFIED = CGROUP_ROOT / "unified"
 CGROUP_V2_HYBRID = (UNIFIED / "cgroup.controllers").exists() and os.access(UNIFIED, os.W_OK)
+CGROUP_V2 = CgroupV2.available()  # a unified host: what a manager picks first
+CGROUPS = CGROUP_V2 or CGROUP_V1  # a manager's default containment is a cgroup
+_V2_CONTROLLERS = CGROUP_ROOT / "cgroup.controllers"
+LIMITS = CGROUP_V1 or (
+    CGROUP_V2 and {"cpu", "memory", "pids"} <= set(_V2_CONTROLLERS.read_text().split())
+)
 NAMESPACES = ROOT and Path("/proc/self/ns/pid").exists()
 
 needs_root = pytest.mark.skipif(not ROOT, reason="needs root")
@@ -45,7 +51,11 @@ needs_v2 = pytest.mark.skipif(
     not CGROUP_V2_HYBRID, reason="needs a writable cgroup2 at /sys/fs/cgroup/unified"
 )
 needs_cgroups = pytest.mark.skipif(
-    not (CGROUP_V1 or CGROUP_V2_HYBRID), reason="needs writable cgroups (root)"
+    not CGROUPS,
+    reason="needs writable cgroups (root): without them jobs fall back to the process group",
+)
+needs_limits = pytest.mark.skipif(
+    not LIMITS, reason="needs writable cgroup cpu, memory and pids controllers (root)"
 )
 needs_namespaces = pytest.mark.skipif(
     not NAMESPACES, reason="needs root to create PID, mount and network namespaces"

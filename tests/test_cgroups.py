@@ -11,8 +11,6 @@ from pathlib import Path
 import anyio
 import pytest
 from harness import (
-    CGROUP_V1,
-    CGROUP_V2_HYBRID,
     UNIFIED,
     needs_v1,
     needs_v2,
@@ -34,19 +32,20 @@ from jobs._core.manager import cgroup_scope
 
 
 def make_driver(kind: str, state_dir: Path) -> Containment:
+    """The containment ``kind`` for a manager of ``state_dir`` (the caller checked the host)."""
     scope = cgroup_scope(state_dir)
     if kind == "v1":
-        if not CGROUP_V1:
-            pytest.skip("needs writable cgroup v1 controllers (root)")
         return CgroupV1(scope)
     if kind == "v2":
-        if not CGROUP_V2_HYBRID:
-            pytest.skip("needs a writable cgroup2 at /sys/fs/cgroup/unified")
         return CgroupV2(scope, UNIFIED)
     return ProcessGroup()
 
 
-@pytest.fixture(params=["v1", "v2", "pgroup"])
+V1 = pytest.param("v1", marks=needs_v1)
+V2 = pytest.param("v2", marks=needs_v2)
+
+
+@pytest.fixture(params=[V1, V2, "pgroup"])
 async def any_manager(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[JobManager]:
     state = tmp_path / "state"
     async with JobManager(
@@ -55,7 +54,7 @@ async def any_manager(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIt
         yield manager
 
 
-@pytest.fixture(params=["v1", "v2"])
+@pytest.fixture(params=[V1, V2])
 async def cgroup_manager(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[JobManager]:
@@ -209,28 +208,53 @@ async def test_controller_less_cgroup2_refuses_limits(tmp_path: Path) -> None:
 @needs_v1
 async def test_no_cgroup_is_left_after_200_jobs(tmp_path: Path) -> None:
     state = tmp_path / "state"
-    containment = make_driver("v1", state)
-    async with JobManager(state, containment=containment) as manager:
-        limited = Limits(memory=256 << 20, pids=64, cpu=1)
-        for batch in range(10):
+    bases = _job_bases(state)
+    assert {"freezer", "cpu", "memory", "pids"} <= bases.keys()  # what the limits below use
+    async with JobManager(state, containment=make_driver("v1", state)) as manager:
+        io = (IoRate(1 << 30),) if "blkio" in bases else ()
+        limited = Limits(memory=256 << 20, pids=64, cpu=1, io_write=io)
+        # While a limited job runs, it has a directory in every one of those places:
+        # so an empty place afterwards means removed, not never made.
+        info = await manager.start(
+            JobSpec(("sleep", "3600"), cwd=str(tmp_path), limits=limited), "alice"
+        )
+        assert [place for place, base in bases.items() if not (base / info.id).is_dir()] == []
+        await manager.stop(info.id, "alice", grace=0)
+        for _ in range(10):
             infos = [
                 await manager.start(
-                    JobSpec(("true",), limits=limited if i % 2 else Limits()), "alice"
+                    JobSpec(("true",), cwd=str(tmp_path), limits=limited if i % 2 else Limits()),
+                    "alice",
                 )
                 for i in range(20)
             ]
             for info in infos:
                 await manager.wait(info.id, "alice")
-            assert batch is not None
-        bases = [p for p in _job_bases(state) if p.exists()]
-        assert bases
-        assert all(not any(child.is_dir() for child in base.iterdir()) for base in bases)
-    assert not any(base.exists() for base in _job_bases(state))
+        assert len(manager.list("alice")) == 201
+        left = {place: _subdirectories(base) for place, base in bases.items()}
+        assert left == {place: [] for place in bases}
+    assert [place for place, base in bases.items() if base.exists()] == []
 
 
-def _job_bases(state: Path) -> list[Path]:
+def _job_bases(state: Path) -> dict[str, Path]:
+    """Where the jobs of the manager of ``state`` get a cgroup: its scope, under this
+    process's own cgroup, in each v1 controller it uses and in the unified hierarchy.
+
+    Read from /proc/self/cgroup here rather than asked of the code under test.
+    """
+    own: dict[str, str] = {}
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        for controller in controllers.split(",") if controllers else ["unified"]:
+            own[controller] = path.lstrip("/")
     scope = cgroup_scope(state)
-    return [*CGROUP_ROOT.glob(f"*/{scope}"), *CGROUP_ROOT.glob(f"*/*/*/{scope}")]
+    places = ("freezer", "cpu", "memory", "blkio", "pids", "unified")
+    mounted = [p for p in places if p in own and (CGROUP_ROOT / p / "cgroup.procs").exists()]
+    return {place: CGROUP_ROOT / place / own[place] / scope for place in mounted}
+
+
+def _subdirectories(base: Path) -> list[str]:
+    return sorted(child.name for child in base.iterdir() if child.is_dir())
 
 
 @needs_v1

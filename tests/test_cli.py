@@ -15,7 +15,7 @@ import anyio
 import asyncclick as click
 import pytest
 from asyncclick.testing import CliRunner
-from harness import RunningServer
+from harness import RunningServer, needs_limits, needs_namespaces
 
 from cli._params import DURATION, IO_RATE, SIGNAL, SIZE
 from cli.main import cli
@@ -292,6 +292,8 @@ def test_parameter_types() -> None:
             DURATION.convert(bad, None, None)
 
 
+@needs_namespaces
+@needs_limits
 async def test_isolation_and_limits_from_the_command_line(server: RunningServer) -> None:
     isolated = await jobs(
         server, "run", "-f", "--isolate", "pid,net", "--", "sh", "-c", "echo $$; ls /sys/class/net"

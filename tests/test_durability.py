@@ -13,7 +13,7 @@ from pathlib import Path
 
 import anyio
 import pytest
-from harness import ServerProcess, needs_root, process_gone
+from harness import ServerProcess, needs_cgroups, needs_root, process_gone
 from pki_fixtures import Certificates
 
 from gen.jobs import v1 as pb
@@ -65,6 +65,7 @@ async def test_history_and_output_survive_a_restart(
         assert (await collect(stub, job.id, offset=1_000_000))[0] == payload[1_000_000:]
 
 
+@needs_cgroups  # the setsid escapee is found through the job's cgroup
 async def test_a_crash_leaves_the_job_lost_and_nothing_running(
     serve_process: ServerProcess,
 ) -> None:

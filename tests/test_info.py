@@ -6,6 +6,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 from harness import CGROUP_V1, JOBS, NAMESPACES, RunningServer, running_server
 from pki_fixtures import Certificates
+from serve_process import ServeProcess, serving
 
 from gen.jobs import v1 as pb
 from jobs import InvalidArgument
@@ -56,7 +58,7 @@ async def test_info_names_labels_version_capabilities_and_certificate(
     assert capabilities.cgroup == containment.kind
     if CGROUP_V1:  # these machines: cgroup v1 with every controller
         assert capabilities.cgroup == "v1"
-        assert set(capabilities.controllers) == {"cpu", "cpuacct", "memory", "blkio", "pids"}
+        assert set(capabilities.controllers) == {"cpu", "memory", "blkio", "pids"}
     expected = {pb.Namespace.PID, pb.Namespace.MOUNT, pb.Namespace.NET} if NAMESPACES else set()
     assert set(capabilities.namespaces) == expected
     devices = [
@@ -178,3 +180,23 @@ async def test_bad_identity_options_are_one_line(tmp_path: Path, option: str, me
     assert result.returncode == 2, stderr
     assert message in stderr
     assert stderr.count("\n") == 1, stderr
+
+
+async def test_default_name_is_the_host_name_and_env_sets_labels(
+    test_pki: Certificates, tmp_path: Path
+) -> None:
+    plain = ServeProcess(test_pki, tmp_path / "state", env={"JOBS_SERVER_LABELS": "tier=db zone=b"})
+    async with serving(plain), plain.stub("alice-ro") as stub:
+        info = await stub.info(pb.InfoRequest())
+    assert info.name == socket.gethostname()
+    assert (info.labels["tier"], info.labels["zone"]) == ("db", "b")
+
+
+async def test_serve_refuses_a_bad_identity_before_touching_anything(
+    test_pki: Certificates, tmp_path: Path
+) -> None:
+    with pytest.raises(ExceptionGroup) as raised:
+        async with running_server(test_pki, tmp_path / "state", labels={"jobs.io/os": "x"}):
+            pass
+    assert raised.group_contains(InvalidArgument, match=r"jobs\.io/ prefix")
+    assert not (tmp_path / "state").exists()

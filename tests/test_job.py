@@ -12,6 +12,9 @@ from harness import by_stream, process_gone, read_chunks, read_output
 
 from jobs import Chunk, JobManager, JobSpec, JobState, ManagerSettings
 
+LONG_GRACE = 20.0
+"""A manager grace far beyond any bound below: a stop that used it fails its test."""
+
 
 async def wait_for_output(manager: JobManager, job_id: str, size: int) -> bytes:
     """The job's first ``size`` bytes of output, waiting for them to arrive."""
@@ -61,16 +64,18 @@ async def test_stop_sends_sigterm(manager: JobManager) -> None:
     assert process_gone(info.pid)
 
 
-async def test_sigterm_ignoring_job_is_killed_after_its_grace(manager: JobManager) -> None:
-    info = await manager.start(
-        JobSpec(("sh", "-c", "trap '' TERM; echo ready; while :; do sleep 1; done")), "alice"
-    )
-    assert await wait_for_output(manager, info.id, 6) == b"ready\n"
-    started = time.monotonic()
-    final = await manager.stop(info.id, "alice", grace=0.5)
-    elapsed = time.monotonic() - started
-    assert 0.5 <= elapsed < 5
-    assert (final.state, final.signal) == (JobState.STOPPED, signal.SIGKILL)
+async def test_sigterm_ignoring_job_is_killed_after_its_grace(tmp_path: Path) -> None:
+    # The manager's grace is far longer than the call's: only the call's fits the bound.
+    async with JobManager(tmp_path / "state", ManagerSettings(grace=LONG_GRACE)) as manager:
+        info = await manager.start(
+            JobSpec(("sh", "-c", "trap '' TERM; echo ready; while :; do sleep 1; done")), "alice"
+        )
+        assert await wait_for_output(manager, info.id, 6) == b"ready\n"
+        started = time.monotonic()
+        final = await manager.stop(info.id, "alice", grace=0.5)
+        elapsed = time.monotonic() - started
+        assert 0.5 <= elapsed < LONG_GRACE / 2
+        assert (final.state, final.signal) == (JobState.STOPPED, signal.SIGKILL)
 
 
 async def test_stop_right_after_start(manager: JobManager) -> None:
@@ -169,12 +174,24 @@ async def test_repr(manager: JobManager) -> None:
     assert repr(job).startswith(f"<Job {info.id[:8]}… STOPPED")
 
 
-@pytest.mark.parametrize("grace", [0.0, 0.2])
-async def test_grace_per_call(manager: JobManager, grace: float) -> None:
-    info = await manager.start(JobSpec(("sh", "-c", "trap '' TERM; exec sleep 3600")), "alice")
-    await anyio.sleep(0.1)
-    final = await manager.stop(info.id, "alice", grace=grace)
-    assert final.signal == signal.SIGKILL
+@pytest.mark.parametrize(
+    ("managers", "calls"),
+    [(LONG_GRACE, 0.0), (LONG_GRACE, 0.3), (0.1, 2.0)],
+    ids=["zero-under-long", "short-under-long", "long-over-short"],
+)
+async def test_grace_per_call(tmp_path: Path, managers: float, calls: float) -> None:
+    # The manager's grace and the call's are far apart, so the time the stop takes
+    # tells which one was used, whichever way round they are.
+    async with JobManager(tmp_path / "state", ManagerSettings(grace=managers)) as manager:
+        info = await manager.start(
+            JobSpec(("sh", "-c", "trap '' TERM; echo ready; exec sleep 3600")), "alice"
+        )
+        assert await wait_for_output(manager, info.id, 6) == b"ready\n"
+        started = time.monotonic()
+        final = await manager.stop(info.id, "alice", grace=calls)
+        elapsed = time.monotonic() - started
+        assert calls <= elapsed < calls + LONG_GRACE / 2
+        assert (final.state, final.signal) == (JobState.STOPPED, signal.SIGKILL)
 
 
 async def test_timeout_uses_the_managers_grace(tmp_path: Path) -> None:

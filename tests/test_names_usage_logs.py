@@ -12,7 +12,7 @@ import anyio
 import pytest
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
-from harness import CGROUP_V1, RunningServer, read_output
+from harness import RunningServer, needs_v1, read_output
 
 from gen.jobs import v1 as pb
 from jobs import (
@@ -180,7 +180,7 @@ def _check_burn_usage(usage: object, source: str) -> None:
     assert usage.memory_peak >= 64 << 20
 
 
-@pytest.mark.skipif(not CGROUP_V1, reason="needs writable cgroup v1 controllers (root)")
+@needs_v1
 async def test_usage_from_the_cgroup(manager: JobManager) -> None:
     info = await manager.start(JobSpec(BURN), "alice")
     live = manager.status(info.id, "alice").usage

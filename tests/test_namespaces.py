@@ -3,14 +3,22 @@ a private mount namespace, a network namespace with only loopback."""
 
 from __future__ import annotations
 
+import secrets
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from harness import by_stream, needs_namespaces, process_gone, read_chunks, read_output
+from harness import (
+    by_stream,
+    needs_limits,
+    needs_namespaces,
+    process_gone,
+    read_chunks,
+    read_output,
+)
 
-from jobs import CannotExecute, JobManager, JobSpec, JobState, Limits, Namespace
+from jobs import CannotExecute, Chunk, JobManager, JobSpec, JobState, Limits, Namespace
 
 pytestmark = needs_namespaces
 
@@ -85,15 +93,47 @@ async def test_pid_namespace_command_sees_only_fds_0_to_2(manager: JobManager) -
     assert (await read_output(manager, info.id)).split() == [b"0", b"1", b"2", b"3"]
 
 
+@needs_limits
 async def test_pid_namespace_with_limits_and_escapees(manager: JobManager) -> None:
-    script = "setsid sleep 3600 < /dev/null > /dev/null 2>&1 & echo started"
+    # A duration no other process on the host uses: how the host finds the escapee,
+    # whose pid inside the namespace means nothing out here.
+    duration = f"3600.{secrets.randbelow(10**9)}"
+    # "started" once the escapee runs as itself; then seconds for the host to see it.
+    script = (
+        f"setsid sleep {duration} < /dev/null > /dev/null 2>&1 & "
+        f"until pgrep -fx 'sleep {duration}' > /dev/null; do sleep 0.01; done; "
+        "echo started; sleep 3"
+    )
     info = await manager.start(
         JobSpec(("sh", "-c", script), isolation=PID, limits=Limits(pids=16, memory=128 << 20)),
         "alice",
     )
+    async with manager.reader(info.id, "alice", follow=True) as reader:
+        async for chunk in reader:
+            assert isinstance(chunk, Chunk)
+            assert chunk.data == b"started\n"
+            break
+    assert len(_running("sleep", duration)) == 1  # the escapee runs while the job does
     final = await manager.wait(info.id, "alice")
     assert final.state is JobState.EXITED
     assert await read_output(manager, info.id) == b"started\n"
+    assert _running("sleep", duration) == []
+
+
+def _running(*argv: str) -> list[int]:
+    """The pids of the host's live processes whose command line is exactly ``argv``."""
+    wanted = b"\0".join(arg.encode() for arg in argv) + b"\0"
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if cmdline == wanted and not process_gone(int(entry.name)):
+            found.append(int(entry.name))
+    return found
 
 
 async def test_network_namespace_has_only_loopback_and_it_works(manager: JobManager) -> None:

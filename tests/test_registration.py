@@ -16,8 +16,10 @@ from pki_fixtures import Certificates
 from serve_process import ServeProcess, serving
 
 import pki
+from gen.jobs import v1 as pb
 from gen.jobs.v1 import InfoRequest
 from jobs._etcd import Etcd, KeyValue
+from jobs.server._serve import _advertised
 
 pytestmark = pytest.mark.slow
 
@@ -69,6 +71,39 @@ async def test_registers_as_etcd_naming_says_and_deregisters_on_stop(
         # Revoked on the way out: gone at once, not after the lease's TTL.
         assert await client.get("fleet/eu/web-1") is None
     assert b"deregistered fleet/eu/web-1" in web.log
+
+
+async def test_delisted_before_its_jobs_are_stopped(
+    test_pki: Certificates, tmp_path: Path, etcd: EtcdServer
+) -> None:
+    stopping = server(test_pki, tmp_path, etcd, "--name=stopping", "--grace=4s")
+    async with etcd.client() as client, serving(stopping):
+        await wait_for_key(client, "jobs/stopping")
+        async with stopping.stub() as stub:
+            # Ignores SIGTERM: the server's shutdown lasts the whole grace.
+            await stub.run(pb.RunRequest(command=["sh", "-c", "trap '' TERM; sleep 60"]))
+        assert stopping.process is not None
+        stopping.process.send_signal(signal.SIGTERM)
+        await wait_for_key(client, "jobs/stopping", present=False, timeout=3)
+        assert stopping.process.returncode is None, "delisted only once the server had exited"
+        assert await stopping.stop() == 0
+
+
+def test_advertised_address() -> None:
+    assert _advertised("127.0.0.2", 50051, "web-1") == "127.0.0.2:50051"
+    assert _advertised("0.0.0.0", 50051, "web-1") == "web-1:50051"
+    assert _advertised("::", 7, "web-1") == "web-1:7"
+    assert _advertised("::1", 7, "web-1") == "[::1]:7"
+
+
+async def test_advertise_is_what_is_registered(
+    test_pki: Certificates, tmp_path: Path, etcd: EtcdServer
+) -> None:
+    public = server(test_pki, tmp_path, etcd, "--name=public", "--advertise=jobs.example.com:443")
+    async with etcd.client() as client, serving(public):
+        found = await wait_for_key(client, "jobs/public")
+        assert found is not None
+        assert json.loads(found.value)["Addr"] == "jobs.example.com:443"
 
 
 async def test_a_crashed_server_disappears_when_its_lease_expires(

@@ -1,7 +1,7 @@
 """A minimal init for jobs in a PID namespace, as ``docker run --init`` has.
 
 Run by the job's main process, which the server's spawn has already moved into
-new namespaces, as ``python -I -S _init.py [--proc] --errfd N -- ARGV...``. It
+new namespaces, as ``python -I -S pid1.py [--proc] --errfd N -- ARGV...``. It
 forks the namespace's PID 1, which mounts /proc (with --proc) and starts ARGV as
 PID 2, so the command is never PID 1 (PID 1 ignores signals it has no handler
 for, and orphans would pile up as zombies). Both forward every catchable signal

@@ -155,12 +155,14 @@ def _group_alive(pgid: int) -> bool:
         return False
     except PermissionError:
         return True
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        fields = proc_stat(int(entry.name))
-        if fields is not None and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
-            return True
+    # Closed explicitly: returning from inside the loop would leave the iterator open.
+    with os.scandir("/proc") as entries:
+        for entry in entries:
+            if not entry.name.isdigit():
+                continue
+            fields = proc_stat(int(entry.name))
+            if fields is not None and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+                return True
     return False
 
 

@@ -10,8 +10,11 @@ record per event-loop iteration), ``_identity`` (name, labels, capabilities),
 and ``_notify`` (systemd's readiness protocol).
 """
 
+from jobs._etcd import EtcdUrl as EtcdUrl
+
 from ._health import check_health_address as check_health_address
 from ._identity import BUILTIN_PREFIX as BUILTIN_PREFIX
+from ._identity import Capabilities as Capabilities
 from ._identity import ServerIdentity as ServerIdentity
 from ._identity import check_name as check_name
 from ._identity import host_name as host_name
@@ -26,6 +29,8 @@ __all__ = [
     "BUILTIN_PREFIX",
     "DEFAULT_ADDRESS",
     "DEFAULT_REGISTER_TTL",
+    "Capabilities",
+    "EtcdUrl",
     "Registration",
     "ServerConfig",
     "ServerIdentity",

@@ -30,6 +30,7 @@ __all__ = [
     "block_devices",
     "builtin_labels",
     "certificate_names",
+    "check_identity",
     "check_name",
     "host_name",
     "version",
@@ -107,6 +108,16 @@ def block_devices(sys_block: Path = Path("/sys/block")) -> tuple[str, ...]:
     return tuple(found)
 
 
+def check_identity(name: str, labels: Mapping[str, str]) -> None:
+    """``InvalidArgument`` for a bad server name or label, or a label under ``jobs.io/``."""
+    check_name(name)
+    check_labels(labels)
+    if reserved := sorted(k for k in labels if k.startswith(BUILTIN_PREFIX)):
+        raise InvalidArgument(
+            f"label {reserved[0]!r}: the {BUILTIN_PREFIX} prefix is the server's own"
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class Capabilities:
     """What limits and isolation jobs can have on this host."""
@@ -144,12 +155,7 @@ class ServerIdentity:
     ) -> ServerIdentity:
         """The identity of a server called ``name`` with the operator's ``labels``;
         ``InvalidArgument`` for a bad name or label, or one under ``jobs.io/``."""
-        check_name(name)
-        check_labels(labels)
-        if reserved := sorted(k for k in labels if k.startswith(BUILTIN_PREFIX)):
-            raise InvalidArgument(
-                f"label {reserved[0]!r}: the {BUILTIN_PREFIX} prefix is the server's own"
-            )
+        check_identity(name, labels)
         capabilities = Capabilities.probe(containment)
         return cls(
             name,

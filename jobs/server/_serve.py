@@ -23,7 +23,7 @@ from .._tls import server_context
 from . import _grpclib
 from ._guard import Guard, Policy
 from ._health import check_health_address, start_health_server
-from ._identity import ServerIdentity, host_name
+from ._identity import ServerIdentity, check_identity, host_name
 from ._notify import notify
 from ._register import Registration, keep_registered
 from ._service import JobService
@@ -138,10 +138,18 @@ async def serve(
     (see ``JobManager``).
     """
     context = server_context(config.cert, config.key, config.ca)
+    check_identity(config.name, config.labels)  # before the manager touches anything
     if config.health_listen is not None:
         check_health_address(config.health_listen[0], force=config.health_force)
     sock = _bind(config.host, config.port)
-    health_sock = _bind(*config.health_listen) if config.health_listen is not None else None
+    health_sock = None
+    if config.health_listen is not None:
+        try:
+            health_sock = _bind(*config.health_listen)
+        except OSError as exc:
+            sock.close()
+            host, port = config.health_listen
+            raise OSError(exc.errno, f"health port {host}:{port}: {exc.strerror}") from None
     async with JobManager(config.state_dir, config.manager) as manager:
         assert manager.containment is not None  # chosen on entering the manager
         identity = ServerIdentity.build(

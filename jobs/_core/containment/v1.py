@@ -133,7 +133,8 @@ class CgroupV1:
 
     @property
     def controllers(self) -> frozenset[str]:
-        return frozenset(self._bases) - {"freezer"}
+        """The controllers that limit jobs (freezer and cpuacct only contain and count)."""
+        return frozenset(self._bases) - {"freezer", "cpuacct"}
 
     @classmethod
     def available(cls, root: Path = CGROUP_ROOT) -> bool:
