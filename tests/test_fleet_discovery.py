@@ -48,6 +48,14 @@ def registered(fleet: Fleet, etcd: EtcdServer, name: str, address: str) -> Fleet
     )
 
 
+async def until_registered(etcd: EtcdServer, name: str) -> None:
+    """Wait until ``name`` is listed: a server registers just after it listens."""
+    async with fl.Discovery(etcd.url) as discovery:
+        with anyio.fail_after(20):
+            while name not in {host.name for host in discovery.hosts()}:
+                await discovery.changed()
+
+
 async def test_hosts_watch_sees_servers_join_and_leave(lone: Fleet, etcd: EtcdServer) -> None:
     first = registered(lone, etcd, "d1", "127.0.0.10")
     second = registered(lone, etcd, "d2", "127.0.0.11")
@@ -94,6 +102,7 @@ async def test_a_host_joining_during_a_long_run_runs_it_too(lone: Fleet, etcd: E
     first = registered(lone, etcd, "d1", "127.0.0.12")
     second = registered(lone, etcd, "d2", "127.0.0.13")
     await first.start(lone.cert, lone.pki.ca)
+    await until_registered(etcd, "d1")
     try:
         async with anyio.create_task_group() as tg:
             results = []
@@ -132,6 +141,7 @@ async def test_a_forged_entry_is_not_trusted(
     real = registered(lone, etcd, "d1", "127.0.0.10")
     await real.start(lone.cert, lone.pki.ca)
     try:
+        await until_registered(etcd, "d1")
         forged = {"Addr": real.addr, "Metadata": {"name": "evil", "tls_name": "evil.example"}}
         async with etcd.client() as client:
             await client.put("jobs/evil", json.dumps(forged).encode())
