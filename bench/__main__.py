@@ -13,17 +13,19 @@ from pathlib import Path
 import anyio
 
 import bench
-import pki
 
+from . import _report
 from ._harness import Bench
 from .cli import cli_start, tail_of_a_big_log
 from .control import control_plane
 from .fanout import fan_out
+from .init import init_cost
 from .fleet import fleet_fan_out
 from .memory import memory
 from .registration import registration
 from .start import start_rate
 from .streaming import live_run, single_follower
+from .waves import rss_after_waves
 
 SCENARIOS: dict[str, Callable[[Bench], Awaitable[None]]] = {
     "stream": single_follower,
@@ -35,21 +37,21 @@ SCENARIOS: dict[str, Callable[[Bench], Awaitable[None]]] = {
     "cli": cli_start,
     "tail": tail_of_a_big_log,
     "registration": registration,
+    "waves": rss_after_waves,
+    "init": init_cost,
     "fleet": fleet_fan_out,
 }
 
 
 async def run(args: argparse.Namespace) -> None:
-    """Make a PKI, start the server, run the chosen scenarios in the table's order."""
+    """Make a PKI, start the server, run the chosen scenarios in the table's order;
+    then write the figures (``--json``) and compare them (``--compare``)."""
     with tempfile.TemporaryDirectory(prefix="jobs-bench-") as tmp:
-        workdir = Path(tmp)
-        ca = pki.create_ca()
-        pki.write_identity(ca, workdir, "ca")
-        pki.write_identity(pki.issue_server(ca), workdir, "server")
-        pki.write_identity(pki.issue_client(ca, "bench", "full"), workdir, "bench")
-        b = Bench(args, workdir)
-        await b.start_server()
+        b = Bench(args, Path(tmp))
+        meta = _report.metadata(args)
+        completed = False
         try:
+            await b.start_server()
             assert b.state is not None
             print(
                 f"jobs bench on {os.cpu_count()} cores, Python {sys.version.split()[0]}; "
@@ -59,8 +61,16 @@ async def run(args: argparse.Namespace) -> None:
             print(f"{'scenario':<46} {'figure':>12} {'unit':<8} {'ratio':>7}  baseline")
             for name in args.only or SCENARIOS:
                 await SCENARIOS[name](b)
+            completed = True
         finally:
             await b.stop_server()
+            # Even a run that failed half-way keeps the figures it has (marked incomplete).
+            this_run = _report.document(meta, b.rows, completed)
+            if args.json is not None:
+                _report.write(args.json, this_run)
+    if args.compare:
+        print()
+        _report.compare(args.compare[0], this_run)
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -93,12 +103,35 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--fleet-hosts", type=int, nargs="+", default=[8, 16], help="servers of the fleet figures"
     )
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--json",
+        type=_report.writable,
+        metavar="FILE",
+        help="write every figure and the run's metadata (date, commit, python, kernel, "
+        "arguments) to FILE as JSON",
+    )
+    parser.add_argument(
+        "--compare",
+        type=_report.load,
+        nargs="+",
+        metavar="FILE",
+        help="print this run's figures and ratios next to those of FILE (a --json file); "
+        "given two files, OLD NEW, compare those and run nothing",
+    )
+    args = parser.parse_args(argv)
+    if args.compare and len(args.compare) > 2:
+        parser.error("--compare takes OLD.json, or OLD.json NEW.json")
+    return args
 
 
 def main() -> None:
-    """Run the suite on asyncio with uvloop, as the server and the CLI run."""
-    anyio.run(run, parse(), backend="asyncio", backend_options={"use_uvloop": True})
+    """Run the suite on asyncio with uvloop, as the server and the CLI run (or only
+    compare two runs)."""
+    args = parse()
+    if args.compare and len(args.compare) == 2:
+        _report.compare(*args.compare)
+        return
+    anyio.run(run, args, backend="asyncio", backend_options={"use_uvloop": True})
 
 
 if __name__ == "__main__":

@@ -8,24 +8,29 @@ import contextlib
 import os
 import re
 import shutil
-import signal
 import subprocess
-import sys
 import tempfile
-import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
 from grpclib.client import Channel
 
 from gen.jobs import v1 as pb
 from jobs.client import open_channel
+from jobs.testing import JOBS as JOBS  # re-exported: scenarios run the CLI
+from jobs.testing import JobsServer, write_pki
 
-JOBS = str(Path(sys.executable).with_name("jobs"))
 MiB = 1 << 20
+# Caps far above what the scenarios reach, so that they measure and are never refused.
+SERVER_OPTIONS = (
+    "--max-running=2000",
+    "--max-streams=5000",
+    "--output-cap=8G",
+    "--history=5000",
+    "--grace=1s",
+)
 
 
 @dataclass
@@ -52,15 +57,18 @@ class Row:
 
 @dataclass
 class Bench:
-    """The run: its arguments, a work directory holding the PKI files, the figures so
-    far, and the real `jobs serve` the scenarios measure."""
+    """The run: its arguments, a work directory holding a throwaway PKI (a `bench`
+    client with the `full` role), the figures so far, and the real `jobs serve`
+    (jobs.testing's) that the scenarios measure."""
 
     args: argparse.Namespace
     workdir: Path
     rows: list[Row] = field(default_factory=list)
-    port: int = 0
-    server: subprocess.Popen[bytes] | None = None
+    server: JobsServer | None = None
     state: Path | None = None
+
+    def __post_init__(self) -> None:
+        self.pki = write_pki(self.workdir, clients={"bench": "full"})
 
     def add(self, row: Row) -> None:
         """Record a figure and print it at once."""
@@ -71,72 +79,49 @@ class Bench:
 
     async def start_server(self, *options: str) -> None:
         """Start `jobs serve` on a free loopback port with its state on /dev/shm
-        (``options`` are added to its command line)."""
-        home = self.workdir
-        state_root = Path("/dev/shm") if Path("/dev/shm").is_dir() else home  # noqa: ASYNC240 (instant)
+        (``options`` are added to its command line, after the suite's own)."""
+        shm = Path("/dev/shm")
+        state_root = shm if shm.is_dir() else self.workdir  # noqa: ASYNC240 (instant)
         self.state = Path(tempfile.mkdtemp(prefix="jobs-bench-", dir=state_root))
-        command = [
-            JOBS, "serve", "--listen=127.0.0.1:0", f"--ca={home / 'ca.crt'}",
-            f"--cert={home / 'server.crt'}", f"--key={home / 'server.key'}",
-            f"--state-dir={self.state}", "--max-running=2000", "--max-streams=5000",
-            "--output-cap=8G", "--history=5000", "--grace=1s", *options,
-        ]  # fmt: skip
-        self.server = subprocess.Popen(command, stderr=subprocess.PIPE)
-        assert self.server.stderr is not None
-        log = b""
-        while not (found := re.search(rb"listening on 127.0.0.1:(\d+)", log)):
-            chunk = os.read(self.server.stderr.fileno(), 4096)
-            if not chunk:
-                raise SystemExit(f"jobs serve did not start:\n{log.decode()}")
-            log += chunk
-        self.port = int(found[1])
-        # Keep draining its log so it never blocks on a full pipe; keep it for problems().
-        self.log = self.workdir / "server.log"
-        self.log.write_bytes(log)
-        threading.Thread(target=self._drain, args=(self.server.stderr,), daemon=True).start()
-
-    def _drain(self, stream: IO[bytes]) -> None:
-        with self.log.open("ab") as out:
-            while chunk := os.read(stream.fileno(), 65536):
-                out.write(chunk)
-                out.flush()
-
-    def problems(self) -> list[str]:
-        """The server's log lines from WARNING up, so a failed figure comes with its cause."""
-        lines = self.log.read_text(errors="replace").splitlines()
-        return [line for line in lines if re.search(r"\b(WARNING|ERROR|CRITICAL)\b", line)]
+        self.server = JobsServer(self.state, self.pki, *SERVER_OPTIONS, *options)
+        await self.server.start()
 
     async def stop_server(self) -> None:
         """Stop the server gracefully and remove its state."""
-        if self.server is not None:
-            self.server.send_signal(signal.SIGTERM)
-            self.server.wait(30)
-            self.server = None
+        if self.server is not None and self.server.process is not None:
+            await self.server.stop()
         if self.state is not None:
             shutil.rmtree(self.state, ignore_errors=True)
+            self.state = None
+
+    @property
+    def port(self) -> int:
+        """The server's port on 127.0.0.1."""
+        return self.running.port
+
+    @property
+    def running(self) -> JobsServer:
+        """The server; an error if none was started."""
+        if self.server is None:
+            raise RuntimeError("no server: call start_server() first")
+        return self.server
+
+    def problems(self) -> list[str]:
+        """The server's log lines from WARNING up, so a failed figure comes with its cause."""
+        lines = self.running.log.decode(errors="replace").splitlines()
+        return [line for line in lines if re.search(r"\b(WARNING|ERROR|CRITICAL)\b", line)]
 
     def server_rss(self, peak: bool = False) -> int:
         """The server's resident memory in bytes (its peak so far with ``peak``)."""
-        assert self.server is not None
-        key = "VmHWM:" if peak else "VmRSS:"
-        with open(f"/proc/{self.server.pid}/status") as f:
-            for line in f:
-                if line.startswith(key):
-                    return int(line.split()[1]) * 1024
-        return 0
+        return self.running.rss_peak() if peak else self.running.rss()
 
     def reset_peak_rss(self) -> None:
         """Start the server's peak RSS (VmHWM) afresh from its current RSS."""
-        assert self.server is not None
-        with open(f"/proc/{self.server.pid}/clear_refs", "w") as f:
-            f.write("5")
+        self.running.reset_rss_peak()
 
     def server_cpu(self) -> float:
         """CPU seconds (user + system) the server has used so far."""
-        assert self.server is not None
-        with open(f"/proc/{self.server.pid}/stat") as f:
-            fields = f.read().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return self.running.cpu_seconds()
 
     # -- clients -----------------------------------------------------------------
 

@@ -9,8 +9,10 @@ import subprocess
 
 import anyio
 
+from jobs.testing import JOBS
+
 from ._baselines import grpcio_logs, grpcio_server, have_grpcio, tls_copy
-from ._harness import JOBS, Bench, MiB, Row, timed
+from ._harness import Bench, MiB, Row, timed
 
 
 async def single_follower(b: Bench) -> None:

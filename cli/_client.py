@@ -164,7 +164,7 @@ async def connect(
         key=key or directory / f"{user}.key",
     )
     try:
-        with connection_errors(addr):
+        with connection_errors(addr, channel):
             yield Api(channel)
     finally:
         channel.close()

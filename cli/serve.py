@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import signal
@@ -40,6 +41,9 @@ from ._settings import DEFAULT_ADDR, home, local_user, parse_address, pki_dir, r
 __all__ = ["serve"]
 
 log = logging.getLogger("jobs.serve")
+
+_CONFIG_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ServerConfig)}
+"""The connection limits' defaults, as ``ServerConfig`` states them."""
 
 
 def _labels(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
@@ -203,6 +207,42 @@ def _name(ctx: click.Context, param: click.Parameter, value: str | None) -> str:
     is_flag=True,
     help="Allow --health-listen on a non-loopback address (anyone reaching it sees the status).",
 )
+# -- connection limits (issue 14) --
+@click.option(
+    "--handshake-timeout",
+    type=DURATION,
+    default=_CONFIG_DEFAULTS["handshake_timeout"],
+    show_default="10s",
+    help="Time a new connection has to complete its TLS handshake.",
+)
+@click.option(
+    "--keepalive-time",
+    type=DURATION,
+    default=_CONFIG_DEFAULTS["keepalive_time"],
+    show_default="30s",
+    help="Silence after which the server pings a client.",
+)
+@click.option(
+    "--keepalive-timeout",
+    type=DURATION,
+    default=_CONFIG_DEFAULTS["keepalive_timeout"],
+    show_default="20s",
+    help="Time a pinged client has to answer before its connection is closed.",
+)
+@click.option(
+    "--max-request",
+    type=SIZE,
+    default=_CONFIG_DEFAULTS["max_request"],
+    show_default="64K",
+    help="Largest request message of every call but Run.",
+)
+@click.option(
+    "--max-run-request",
+    type=SIZE,
+    default=_CONFIG_DEFAULTS["max_run_request"],
+    show_default="1M",
+    help="Largest Run request message.",
+)
 async def serve(
     listen: str,
     ca: Path | None,
@@ -226,6 +266,11 @@ async def serve(
     register_ttl: int,
     health_listen: str | None,
     health_any_address: bool,
+    handshake_timeout: float,
+    keepalive_time: float,
+    keepalive_timeout: float,
+    max_request: int,
+    max_run_request: int,
 ) -> None:
     """Serve the jobs API over mutual TLS.
 
@@ -249,6 +294,15 @@ async def serve(
     if advertise is not None:
         parse_address(advertise)
     registration = _registration(register, register_ca, register_cert, register_key, register_ttl)
+    for option, value in (
+        ("--handshake-timeout", handshake_timeout),
+        ("--keepalive-time", keepalive_time),
+        ("--keepalive-timeout", keepalive_timeout),
+        ("--max-request", max_request),
+        ("--max-run-request", max_run_request),
+    ):
+        if value <= 0:
+            raise click.BadParameter("must be more than 0", param_hint=option)
     if ca is None and cert is None and key is None:
         directory = pki_dir()
         created = authority.ensure_development_pki(directory, local_user())
@@ -279,6 +333,11 @@ async def serve(
         register=registration,
         health_listen=health,
         health_force=health_any_address,
+        handshake_timeout=handshake_timeout,
+        keepalive_time=keepalive_time,
+        keepalive_timeout=keepalive_timeout,
+        max_request=max_request,
+        max_run_request=max_run_request,
     )
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with anyio.create_task_group() as tg:

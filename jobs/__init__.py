@@ -3,7 +3,7 @@
 The tree is the architecture:
 
 - ``jobs._core``: the job engine (manager, job, process, output log, records,
-  namespaces, the minimal init, ``containment/`` for cgroup v2, cgroup v1 and
+  namespaces (dumb-init as PID 1 of a PID namespace), ``containment/`` for v2, v1 and
   the process group). It knows nothing of gRPC: anyio and the standard library.
 - ``jobs.server``: the gRPC adapter: ``serve`` and its config, the servicer
   (translation only), the wire encoding, the guard (caps, authn, authz, the error
@@ -11,6 +11,8 @@ The tree is the architecture:
 - ``jobs.client``: a channel to a server over mutual TLS, and plain connection errors.
 - ``jobs.errors``: the core's expected errors, one class per condition.
 - ``jobs.selectors``: Kubernetes label selectors, shared by the core and the CLI.
+- ``jobs.testing``: the real `jobs serve` as a subprocess with a throwaway PKI, for
+  integration tests (ours, the benchmarks', another service's).
 - Outside: ``gen`` (generated stubs), ``pki`` (certificates), ``cli`` (nothing imports it).
 
 The import-linter contracts in pyproject.toml name these packages and keep the

@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 from grpclib.client import Channel
 from grpclib.const import Cardinality
+from grpclib.events import RecvInitialMetadata, listen
 from grpclib.exceptions import StreamTerminatedError
 
 from gen import service_pb2 as wire
@@ -28,8 +30,20 @@ _HANDSHAKE_REFUSED = (
 )
 
 
+_answered: weakref.WeakSet[Channel] = weakref.WeakSet()
+"""Channels on which the server has answered a call: their TLS handshake passed, so
+a connection lost later is not a refused certificate."""
+
+
 class ConnectionFailed(Exception):
     """The server could not be reached, or refused our connection."""
+
+
+def _lost(address: str, reason: str) -> str:
+    return (
+        f"the connection to {address} was lost after the server had answered ({reason}): "
+        "the server stopped, or the network or a keepalive timeout cut it"
+    )
 
 
 def open_channel(host: str, port: int, *, ca: Path, cert: Path, key: Path) -> Channel:
@@ -52,12 +66,21 @@ def open_channel(host: str, port: int, *, ca: Path, cert: Path, key: Path) -> Ch
         ) from None
     except (ssl.SSLError, OSError) as exc:
         raise ConnectionFailed(f"cannot load the client certificate, key or CA: {exc}") from None
-    return Channel(host, port, ssl=context)
+    channel = Channel(host, port, ssl=context)
+
+    async def answered(_: RecvInitialMetadata) -> None:
+        _answered.add(channel)
+
+    listen(channel, RecvInitialMetadata, answered)
+    return channel
 
 
 @contextlib.contextmanager
-def connection_errors(address: str) -> Iterator[None]:
+def connection_errors(address: str, channel: Channel | None = None) -> Iterator[None]:
     """Turn connection failures inside the block into ``ConnectionFailed``.
+
+    With the ``channel`` (from ``open_channel``) a connection dropped after the server
+    answered is told apart from a TLS handshake the server refused.
 
     grpclib cancels the calling task when the connection drops and leaves it
     marked as cancelled; that mark is removed here, so that the caller's own
@@ -65,10 +88,12 @@ def connection_errors(address: str) -> Iterator[None]:
     """
     try:
         yield
-    except StreamTerminatedError:
+    except StreamTerminatedError as exc:
         task = asyncio.current_task()
         if task is not None and task.cancelling():
             task.uncancel()
+        if channel is not None and channel in _answered:
+            raise ConnectionFailed(_lost(address, str(exc))) from None
         # Under TLS 1.3 a refused client certificate shows up here, after the
         # client's side of the handshake has completed.
         raise ConnectionFailed(_HANDSHAKE_REFUSED) from None

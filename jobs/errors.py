@@ -8,6 +8,8 @@ codes to messages and exit codes in one place. Anything else escaping is a bug.
 from __future__ import annotations
 
 __all__ = [
+    "ECHO_LIMIT",
+    "MESSAGE_LIMIT",
     "AmbiguousJob",
     "CannotExecute",
     "InvalidArgument",
@@ -18,9 +20,31 @@ __all__ = [
     "NameInUse",
     "OffsetOutOfRange",
     "ShuttingDown",
+    "StateDiskFull",
     "TooManyJobs",
     "TooManyStreams",
+    "echo",
 ]
+
+ECHO_LIMIT = 200
+"""Characters of a caller's value an error message repeats; the rest is cut. A
+message travels in an HTTP/2 header, which clients cap (grpcio at 8-16 KiB)."""
+MESSAGE_LIMIT = 1000
+"""Characters of a whole message, a last bound for messages built elsewhere."""
+
+
+def echo(value: object, limit: int = ECHO_LIMIT) -> str:
+    """``repr(value)`` for an error message, cut to ``limit`` characters and marked as cut."""
+    shown = repr(value)
+    if len(shown) <= limit:
+        return shown
+    return f"{shown[:limit]}... (cut, {len(shown)} characters)"
+
+
+def _cut(message: str, limit: int = MESSAGE_LIMIT) -> str:
+    if len(message) <= limit:
+        return message
+    return f"{message[:limit]}... (cut, {len(message)} characters)"
 
 
 class JobsError(Exception):
@@ -29,6 +53,9 @@ class JobsError(Exception):
 
 class InvalidArgument(JobsError):
     """The request itself is malformed: empty argv, NUL bytes, a bad limit or env entry."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(_cut(message))
 
 
 class InvalidSelector(InvalidArgument):
@@ -47,7 +74,7 @@ class CannotExecute(JobsError):
     def __init__(self, subject: str, reason: str) -> None:
         self.subject = subject
         self.reason = reason
-        super().__init__(f"{subject}: {reason}")
+        super().__init__(_cut(f"{subject}: {reason}"))
 
 
 class LimitUnsupported(JobsError):
@@ -56,7 +83,7 @@ class LimitUnsupported(JobsError):
     def __init__(self, limit: str, reason: str) -> None:
         self.limit = limit
         self.reason = reason
-        super().__init__(f"{limit} cannot be enforced here: {reason}")
+        super().__init__(_cut(f"{limit} cannot be enforced here: {reason}"))
 
 
 class JobNotFound(JobsError):
@@ -105,7 +132,7 @@ class TooManyJobs(JobsError):
     def __init__(self, owner: str, limit: int) -> None:
         self.owner = owner
         self.limit = limit
-        super().__init__(f"account {owner!r} already has {limit} running jobs")
+        super().__init__(f"account {echo(owner)} already has {limit} running jobs")
 
 
 class TooManyStreams(JobsError):
@@ -114,7 +141,7 @@ class TooManyStreams(JobsError):
     def __init__(self, owner: str, limit: int) -> None:
         self.owner = owner
         self.limit = limit
-        super().__init__(f"account {owner!r} already has {limit} open log streams")
+        super().__init__(f"account {echo(owner)} already has {limit} open log streams")
 
 
 class ShuttingDown(JobsError):
@@ -122,3 +149,11 @@ class ShuttingDown(JobsError):
 
     def __init__(self) -> None:
         super().__init__("the server is shutting down")
+
+
+class StateDiskFull(JobsError):
+    """The server's state disk has no room for a new job's record: no job is started."""
+
+    def __init__(self, state_dir: str) -> None:
+        self.state_dir = state_dir
+        super().__init__("the state disk is full: no room for the job's record")

@@ -7,8 +7,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import re
-import signal
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -30,6 +28,8 @@ from jobs import Chunk, JobManager, ManagerSettings, Stream
 from jobs._core.containment import CGROUP_ROOT, CgroupV1, CgroupV2
 from jobs.client import open_channel
 from jobs.server import ServerConfig, Serving, serve
+from jobs.testing import JOBS as JOBS  # the console script, for the tests that run it
+from jobs.testing import JobsServer, ServerDidNotStart
 
 # -- what this host can do: decided here, once -------------------------------------
 
@@ -101,7 +101,8 @@ async def running_server(
     """Serve on 127.0.0.1 port 0 for the duration of the block (``options`` go to
     ``ServerConfig``; the manager's grace is 2 s unless ``settings`` say otherwise).
 
-    Every call's final status is recorded; leaving fails if any ended UNKNOWN.
+    Every call's final status is recorded; leaving fails if any ended UNKNOWN or
+    INTERNAL (our bug).
     """
     config = ServerConfig(
         cert=test_pki.server.cert,
@@ -131,77 +132,31 @@ async def running_server(
             )
         finally:
             tg.cancel_scope.cancel()
-    unknown = [message for message, status in statuses if status is Status.UNKNOWN]
-    assert not unknown, f"calls ended UNKNOWN: {unknown}"
+    bad = [(status.name, message) for message, status in statuses if status in _NEVER]
+    assert not bad, f"calls ended UNKNOWN or INTERNAL: {bad}"
 
 
-JOBS = str(Path(sys.executable).with_name("jobs"))
+_NEVER = (Status.UNKNOWN, Status.INTERNAL)
 
 
-class ServerProcess:
-    """`jobs serve` on an ephemeral port with the test PKI and a given state directory."""
+class ServerProcess(JobsServer):
+    """`jobs serve` on an ephemeral port with the test PKI and a given state directory
+    (jobs.testing's server, with the test PKI's `alice` as its client)."""
 
     def __init__(self, pki: Certificates, state: Path, *options: str) -> None:
+        super().__init__(state, pki, *options)
         self.pki = pki
         self.state = state
-        self.options = options
-        self.process: anyio.abc.Process | None = None
-        self.port = 0
-        self.log = b""
 
     async def start(self) -> None:
-        command = [
-            JOBS,
-            "serve",
-            "--listen=127.0.0.1:0",
-            f"--ca={self.pki.ca}",
-            f"--cert={self.pki.server.cert}",
-            f"--key={self.pki.server.key}",
-            f"--state-dir={self.state}",
-            *self.options,
-        ]
-        self.process = await anyio.open_process(command)
-        assert self.process.stderr is not None
-        self.log = b""
-        with anyio.fail_after(20):
-            while not (found := re.search(rb"listening on 127.0.0.1:(\d+)", self.log)):
-                try:
-                    self.log += await self.process.stderr.receive()
-                except anyio.EndOfStream:
-                    pytest.fail(f"jobs serve ended early:\n{self.log.decode()}")
-        self.port = int(found[1])
-
-    async def stop(self, sig: int = signal.SIGTERM) -> int:
-        assert self.process is not None
-        self.process.send_signal(signal.Signals(sig))
-        with anyio.fail_after(20):
-            code = await self.process.wait()
-        await self.process.aclose()
-        self.process = None
-        return code
-
-    def rss(self) -> int:
-        """The server's resident memory now, in bytes."""
-        return self._memory("VmRSS:")
-
-    def rss_peak(self) -> int:
-        """The most the server's resident memory has been, in bytes."""
-        return self._memory("VmHWM:")
-
-    def _memory(self, key: str) -> int:
-        assert self.process is not None
-        with open(f"/proc/{self.process.pid}/status") as f:
-            for line in f:
-                if line.startswith(key):
-                    return int(line.split()[1]) * 1024
-        raise AssertionError(f"no {key}")
+        try:
+            await super().start()
+        except ServerDidNotStart as exc:
+            pytest.fail(str(exc))
 
     @contextlib.asynccontextmanager
     async def stub(self) -> AsyncIterator[JobServiceStub]:
-        files = self.pki.clients["alice"]
-        channel = open_channel(
-            "127.0.0.1", self.port, ca=self.pki.ca, cert=files.cert, key=files.key
-        )
+        channel = self.channel(self.pki.clients["alice"])
         try:
             yield JobServiceStub(channel)
         finally:

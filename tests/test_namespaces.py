@@ -19,6 +19,7 @@ from harness import (
 )
 
 from jobs import CannotExecute, Chunk, JobManager, JobSpec, JobState, Limits, Namespace
+from jobs._core import namespaces
 
 pytestmark = needs_namespaces
 
@@ -47,7 +48,9 @@ async def test_pid_namespace_sees_only_its_own_processes(manager: JobManager) ->
     seen = {int(p) for p in pids.split()}
     assert {1, 2} <= seen
     assert max(seen) < 10  # the pipeline's own few processes, nothing of the host
-    assert (await run(manager, "cat /proc/1/cmdline", PID))[0].startswith(sys.executable.encode())
+    assert (await run(manager, "cat /proc/1/cmdline", PID))[0].startswith(
+        str(namespaces.init_path()).encode()
+    )
 
 
 async def test_pid_namespace_job_stops_on_sigterm_without_waiting_for_the_grace(

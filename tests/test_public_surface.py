@@ -18,6 +18,7 @@ PUBLIC = [
     "jobs.errors",
     "jobs.selectors",
     "jobs.fleet",
+    "jobs.testing",
     "pki",
 ]
 """Every public module of the distribution's library packages (``cli`` is a program)."""

@@ -19,7 +19,7 @@ from .containment import Container, Containment
 from .model import JobInfo, JobSpec, JobState, Namespace, Stream, Usage
 from .output import LogReader, OutputLog, Selection
 from .process import ExitStatus, Process, clean_environment, process_start_time, spawn
-from .records import save_record
+from .records import create_record, save_record
 from .settings import DEFAULT_GRACE
 
 __all__ = ["Job"]
@@ -220,6 +220,8 @@ class Job:
         """
         container: Container | None = None
         try:
+            # On disk before the process exists: a job that ran is never forgotten.
+            create_record(self.directory, self.info())
             env = self._environment()
             cwd = self._cwd(env)
             # The default IO device is the one of the directory the job really starts in.

@@ -29,7 +29,7 @@ from ..errors import (
 )
 from .containment import Containment, Leftover, detect
 from .job import Job
-from .model import JobInfo, JobSpec, JobState
+from .model import MAX_SECONDS, JobInfo, JobSpec, JobState
 from .output import LogReader, Selection
 from .records import RECORD, load_record
 from .settings import ManagerSettings
@@ -233,8 +233,8 @@ class JobManager:
         is not a signal, or a negative or non-finite grace.
         """
         job = self.get(job_id, owner)
-        if grace is not None and not (math.isfinite(grace) and grace >= 0):
-            raise InvalidArgument(f"grace must be zero or more seconds, not {grace}")
+        if grace is not None and not (math.isfinite(grace) and 0 <= grace <= MAX_SECONDS):
+            raise InvalidArgument(f"grace must be 0 to {MAX_SECONDS:.0f} seconds, not {grace}")
         if sig is not None and sig not in signal.valid_signals():
             raise InvalidArgument(f"{sig} is not a signal")
         return await job.stop(grace, sig=signal.SIGTERM if sig is None else sig)

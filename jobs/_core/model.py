@@ -9,10 +9,14 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, echo
 from ..selectors import check_labels
 
 __all__ = [
+    "MAX_BYTES",
+    "MAX_CPU_LIMIT",
+    "MAX_PIDS_LIMIT",
+    "MAX_SECONDS",
     "Chunk",
     "Gap",
     "IoRate",
@@ -93,19 +97,24 @@ class Limits:
     io_write: tuple[IoRate, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.cpu is not None and not (math.isfinite(self.cpu) and self.cpu > 0):
-            raise InvalidArgument(f"cpu limit must be a positive number of cores, not {self.cpu}")
-        if self.memory is not None and self.memory < MIN_MEMORY_LIMIT:
+        if self.cpu is not None and not (math.isfinite(self.cpu) and 0 < self.cpu <= MAX_CPU_LIMIT):
             raise InvalidArgument(
-                f"memory limit must be at least {MIN_MEMORY_LIMIT} bytes, not {self.memory}"
+                f"cpu limit must be a number of cores above 0 and at most {MAX_CPU_LIMIT}, "
+                f"not {self.cpu}"
             )
-        if self.pids is not None and self.pids < 1:
-            raise InvalidArgument(f"process limit must be at least 1, not {self.pids}")
+        if self.memory is not None and not MIN_MEMORY_LIMIT <= self.memory <= MAX_BYTES:
+            raise InvalidArgument(
+                f"memory limit must be {MIN_MEMORY_LIMIT} to {MAX_BYTES} bytes, not {self.memory}"
+            )
+        if self.pids is not None and not 1 <= self.pids <= MAX_PIDS_LIMIT:
+            raise InvalidArgument(f"process limit must be 1 to {MAX_PIDS_LIMIT}, not {self.pids}")
         for rate in (*self.io_read, *self.io_write):
-            if rate.bytes_per_second < 1:
-                raise InvalidArgument(f"IO rate must be positive, not {rate.bytes_per_second}")
-            if rate.device is not None and not rate.device:
-                raise InvalidArgument("IO rate device must not be empty")
+            if not 1 <= rate.bytes_per_second <= MAX_BYTES:
+                raise InvalidArgument(
+                    f"IO rate must be 1 to {MAX_BYTES} bytes/s, not {rate.bytes_per_second}"
+                )
+            if rate.device is not None and (not rate.device or "\0" in rate.device):
+                raise InvalidArgument(f"bad IO rate device {echo(rate.device)}")
 
     @property
     def empty(self) -> bool:
@@ -115,6 +124,16 @@ class Limits:
 
 MIN_MEMORY_LIMIT = 1 << 20
 """Below a mebibyte no process can even start; such a limit is a mistake."""
+MAX_BYTES = (1 << 63) - 1
+"""The largest byte count (memory, IO rate) the kernel's cgroup files parse."""
+MAX_PIDS_LIMIT = 1 << 22
+"""The kernel's PID_MAX_LIMIT: pids.max refuses anything larger."""
+_CPU_PERIOD_US = 100_000
+MAX_CPU_LIMIT = ((1 << 44) - 1) // _CPU_PERIOD_US
+"""Cores whose quota (per 100 ms period) the kernel still accepts: it caps a CFS
+quota at 2^44 - 1 microseconds."""
+MAX_SECONDS = 100 * 366 * 86400.0
+"""A century: the longest timeout or grace; event loops overflow on far larger ones."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,17 +170,19 @@ class JobSpec:
         seen: set[str] = set()
         for name, value in self.env:
             if not name or "=" in name or "\0" in name:
-                raise InvalidArgument(f"bad environment variable name {name!r}")
+                raise InvalidArgument(f"bad environment variable name {echo(name)}")
             if "\0" in value:
-                raise InvalidArgument(f"environment variable {name} contains a NUL byte")
+                raise InvalidArgument(f"environment variable {echo(name)} contains a NUL byte")
             if name in seen:
-                raise InvalidArgument(f"environment variable {name} is given twice")
+                raise InvalidArgument(f"environment variable {echo(name)} is given twice")
             seen.add(name)
         if self.cwd is not None and ("\0" in self.cwd or not self.cwd):
             raise InvalidArgument("bad working directory")
-        if self.timeout is not None and not (math.isfinite(self.timeout) and self.timeout > 0):
+        if self.timeout is not None and not (
+            math.isfinite(self.timeout) and 0 < self.timeout <= MAX_SECONDS
+        ):
             raise InvalidArgument(
-                f"timeout must be a positive number of seconds, not {self.timeout}"
+                f"timeout must be above 0 and at most {MAX_SECONDS:.0f} seconds, not {self.timeout}"
             )
         _check_exec_size(self.argv, self.env)
 

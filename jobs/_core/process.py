@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import anyio
 
-from ..errors import CannotExecute, InvalidArgument, LimitUnsupported
+from ..errors import CannotExecute, InvalidArgument, LimitUnsupported, echo
 
 __all__ = [
     "ExitStatus",
@@ -32,6 +32,7 @@ __all__ = [
     "explain_exec_error",
     "proc_stat",
     "process_start_time",
+    "resolve_command",
     "spawn",
 ]
 
@@ -71,8 +72,17 @@ class ExitStatus:
 class Process:
     """A started main process: its pid, a pidfd, and the read ends of its pipes."""
 
-    def __init__(self, popen: subprocess.Popen[bytes], stdout: int, stderr: int) -> None:
+    def __init__(
+        self,
+        popen: subprocess.Popen[bytes],
+        stdout: int,
+        stderr: int,
+        *,
+        translate: Callable[[ExitStatus], ExitStatus] | None = None,
+    ) -> None:
         self._popen = popen
+        self._translate = translate
+        """How the main process's end tells the command's (an init's exit code)."""
         self.pid = popen.pid
         # Our own unreaped child: its pid cannot have been reused yet.
         self._pidfd = os.pidfd_open(popen.pid)
@@ -116,6 +126,8 @@ class Process:
                 self._status = ExitStatus(signal=os.WTERMSIG(status))
             else:
                 self._status = ExitStatus(code=os.waitstatus_to_exitcode(status))
+            if self._translate is not None:
+                self._status = self._translate(self._status)
             os.close(self._pidfd)
             self._pidfd = -1
             # Tell subprocess we reaped it, or it warns that the process "is still running".
@@ -144,7 +156,11 @@ class Process:
 
     def _peek(self) -> ExitStatus | None:
         result = os.waitid(os.P_PIDFD, self._pidfd, os.WEXITED | os.WNOWAIT | os.WNOHANG)
-        return None if result is None else _exit_status(result)
+        return None if result is None else self._status_of(result)
+
+    def _status_of(self, result: os.waitid_result) -> ExitStatus:
+        status = _exit_status(result)
+        return status if self._translate is None else self._translate(status)
 
 
 def _group_alive(pgid: int) -> bool:
@@ -195,13 +211,18 @@ async def spawn(
     preexec: Callable[[], None] | None = None,
     pass_fds: Sequence[int] = (),
     spawned: Callable[[Process | None], None] | None = None,
+    around_fork: Callable[[], contextlib.AbstractContextManager[None]] | None = None,
+    translate: Callable[[ExitStatus], ExitStatus] | None = None,
 ) -> Process:
     """Start ``argv`` (never through a shell) and return once it runs.
 
     ``preexec`` runs in the child before exec; without it the fast vfork path is
     used. ``spawned`` is told, right after the fork, the process (or None when
     it could not be started), so the job's container can release what its
-    preexec held. The blocking part runs in a worker thread so the event loop never stalls.
+    preexec held. ``around_fork`` is entered around the fork in the thread that
+    forks (to set what the child inherits from that thread, e.g. a PID namespace);
+    ``translate`` maps the main process's end to the command's (see ``Process``).
+    The blocking part runs in a worker thread so the event loop never stalls.
     Raises ``CannotExecute`` naming the cause when the command or the working
     directory cannot be used, ``InvalidArgument`` when the kernel refuses the size
     of argv and environment.
@@ -219,6 +240,10 @@ async def spawn(
                 pass  # over the unprivileged maximum: the default size works, only slower
 
         def start() -> subprocess.Popen[bytes]:
+            with around_fork() if around_fork is not None else contextlib.nullcontext():
+                return fork()
+
+        def fork() -> subprocess.Popen[bytes]:
             return subprocess.Popen(
                 list(argv),
                 stdin=subprocess.DEVNULL,
@@ -253,14 +278,14 @@ async def spawn(
     finally:
         os.close(out_w)
         os.close(err_w)
-    process = Process(popen, out_r, err_r)
+    process = Process(popen, out_r, err_r, translate=translate)
     if spawned is not None:
         spawned(process)
     return process
 
 
 def _check_cwd(cwd: str) -> None:
-    subject = f"working directory {cwd!r}"
+    subject = f"working directory {echo(cwd)}"
     if not os.path.isabs(cwd):
         raise InvalidArgument(f"{subject} is not an absolute path")
     try:
@@ -278,16 +303,16 @@ def explain_exec_error(
     if exc.errno == errno.E2BIG:
         return InvalidArgument("the command and environment are over the kernel's size limit")
     if cwd is not None and exc.filename == cwd:
-        return CannotExecute(f"working directory {cwd!r}", exc.strerror or str(exc))
+        return CannotExecute(f"working directory {echo(cwd)}", exc.strerror or str(exc))
     name = argv[0]
-    subject = f"command {name!r}"
-    path = _resolve(name, env, cwd)
+    subject = f"command {echo(name)}"
+    path = resolve_command(name, env, cwd)
     if exc.errno == errno.ENOENT:
         if path is None:
             return CannotExecute(subject, "not found" if "/" in name else "not found in PATH")
         interpreter = _interpreter(path)
         if interpreter is not None:
-            return CannotExecute(subject, f"bad interpreter {interpreter!r}: no such file")
+            return CannotExecute(subject, f"bad interpreter {echo(interpreter)}: no such file")
         return CannotExecute(subject, "not found")
     if exc.errno == errno.EACCES and path is not None and os.path.isdir(path):
         return CannotExecute(subject, "is a directory")
@@ -298,7 +323,8 @@ def explain_exec_error(
     return CannotExecute(subject, exc.strerror or str(exc))
 
 
-def _resolve(name: str, env: Mapping[str, str], cwd: str | None) -> str | None:
+def resolve_command(name: str, env: Mapping[str, str], cwd: str | None) -> str | None:
+    """Where exec would find command ``name`` (through PATH without a slash), or None."""
     if "/" in name:
         path = os.path.join(cwd or os.getcwd(), name)
         return path if os.path.lexists(path) else None

@@ -10,8 +10,7 @@ record per event-loop iteration), ``_identity`` (name, labels, capabilities),
 and ``_notify`` (systemd's readiness protocol).
 """
 
-from jobs._etcd import EtcdUrl as EtcdUrl
-
+from .._etcd import EtcdUrl as EtcdUrl
 from ._health import check_health_address as check_health_address
 from ._identity import BUILTIN_PREFIX as BUILTIN_PREFIX
 from ._identity import Capabilities as Capabilities

@@ -33,6 +33,7 @@ from ..errors import (
     NameInUse,
     OffsetOutOfRange,
     ShuttingDown,
+    StateDiskFull,
     TooManyJobs,
     TooManyStreams,
 )
@@ -52,6 +53,7 @@ STATUS: Mapping[type[JobsError], Status] = {
     OffsetOutOfRange: Status.OUT_OF_RANGE,
     TooManyJobs: Status.RESOURCE_EXHAUSTED,
     TooManyStreams: Status.RESOURCE_EXHAUSTED,
+    StateDiskFull: Status.RESOURCE_EXHAUSTED,
     ShuttingDown: Status.UNAVAILABLE,
 }
 
@@ -178,7 +180,11 @@ class _CheckedStream:
                 Status.RESOURCE_EXHAUSTED,
                 f"the request is {length} bytes; this call accepts at most {self._cap}",
             )
-        body = await _grpclib.read_body(self._stream, length)
+        try:
+            body = await _grpclib.read_body(self._stream, length)
+        except ValueError as exc:
+            self._admitted()
+            raise GRPCError(Status.INVALID_ARGUMENT, str(exc)) from None
         self._admitted()
         try:
             return _grpclib.decode(self._stream, body)

@@ -281,14 +281,25 @@ def selection_from_request(request: wire.LogsRequest) -> Selection:
         if stream not in _STREAMS:
             raise InvalidArgument(f"unknown stream {stream!r}")
         streams.add(_STREAMS[stream])
-    since = request.since.ToNanoseconds() if request.HasField("since") else None
-    until = request.until.ToNanoseconds() if request.HasField("until") else None
+    since = _nanoseconds(request, "since")
+    until = _nanoseconds(request, "until")
     return Selection(
         streams=frozenset(streams),
         tail_lines=request.tail_lines if request.HasField("tail_lines") else None,
         since_ns=since,
         until_ns=until,
     )
+
+
+def _nanoseconds(request: wire.LogsRequest, name: str) -> int | None:
+    """A Timestamp field in nanoseconds since the epoch; ``InvalidArgument`` outside
+    the range a Timestamp may hold (years 1 to 9999, nanos below a second)."""
+    if not request.HasField(name):
+        return None
+    try:
+        return int(getattr(request, name).ToNanoseconds())
+    except ValueError as exc:
+        raise InvalidArgument(f"{name}: {exc}") from None
 
 
 def _limits(message: wire.Limits) -> Limits:

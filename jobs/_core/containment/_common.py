@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ...errors import InvalidArgument, LimitUnsupported
+from ...errors import InvalidArgument, LimitUnsupported, echo
 from ..model import IoRate, Limits
 
 log = logging.getLogger("jobs._core.containment")
@@ -129,15 +129,17 @@ def block_device(rate: IoRate, cwd: str | None) -> str:
         try:
             major, minor = (int(part) for part in rate.device.split(":"))
         except ValueError:
-            raise InvalidArgument(f"{rate.device!r} is not MAJ:MIN") from None
+            raise InvalidArgument(f"{echo(rate.device)} is not MAJ:MIN") from None
         what = rate.device
     else:
         try:
             st = os.stat(rate.device)
         except OSError as exc:
-            raise LimitUnsupported(f"IO limit on {rate.device}", exc.strerror or str(exc)) from None
+            raise LimitUnsupported(
+                f"IO limit on {echo(rate.device)}", exc.strerror or str(exc)
+            ) from None
         if not stat.S_ISBLK(st.st_mode):
-            raise LimitUnsupported(f"IO limit on {rate.device}", "not a block device")
+            raise LimitUnsupported(f"IO limit on {echo(rate.device)}", "not a block device")
         major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
         what = rate.device
     sys_dev = Path(f"/sys/dev/block/{major}:{minor}")
