@@ -19,8 +19,8 @@ from ._harness import Bench
 from .cli import cli_start, tail_of_a_big_log
 from .control import control_plane
 from .fanout import fan_out
-from .init import init_cost
 from .fleet import fleet_fan_out
+from .init import init_cost
 from .memory import memory
 from .registration import registration
 from .start import start_rate
