@@ -19,6 +19,7 @@ from ._harness import Bench
 from .cli import cli_start, tail_of_a_big_log
 from .control import control_plane
 from .fanout import fan_out
+from .fleet import fleet_fan_out
 from .init import init_cost
 from .memory import memory
 from .registration import registration
@@ -40,6 +41,7 @@ SCENARIOS: dict[str, Callable[[Bench], Awaitable[None]]] = {
     "waves": rss_after_waves,
     "init": init_cost,
     "security": security_checks,
+    "fleet": fleet_fan_out,
 }
 
 
@@ -100,6 +102,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--drift-calls", type=int, default=100_000)
     parser.add_argument("--waves", type=int, default=5)
     parser.add_argument("--wave-clients", type=int, default=500)
+    parser.add_argument(
+        "--fleet-hosts", type=int, nargs="+", default=[8, 16], help="servers of the fleet figures"
+    )
     parser.add_argument(
         "--json",
         type=_report.writable,

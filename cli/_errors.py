@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import sys
 from typing import IO, Any
 
 import asyncclick as click
@@ -92,7 +93,11 @@ def report(raised: BaseException) -> int:
     if isinstance(error, click.ClickException):
         click.echo(f"jobs: {error.format_message()}", err=True)
         return failed if error.exit_code == 1 else error.exit_code
-    if isinstance(error, ConnectionFailed):
+    # jobs.fleet is imported by --on commands only; unimported, none of its errors exist.
+    fleet = sys.modules.get("jobs.fleet")
+    if isinstance(error, ConnectionFailed) or (
+        fleet is not None and isinstance(error, fleet.FleetError)
+    ):
         click.echo(f"jobs: {error}", err=True)
         return failed
     if isinstance(error, GRPCError):

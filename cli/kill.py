@@ -10,6 +10,7 @@ from gen import service_pb2 as wire
 from ._client import Server, connection_options, for_job
 from ._complete import complete_job
 from ._errors import CliError
+from ._fleet_options import FleetOptions, fleet_options, wants_fleet
 from ._params import DURATION, SIGNAL
 
 __all__ = ["kill"]
@@ -22,16 +23,23 @@ __all__ = ["kill"]
 )
 @click.argument("job_ids", metavar="ID...", nargs=-1, required=True, shell_complete=complete_job)
 @connection_options
+@fleet_options
 async def kill(
     sig: int | None,
     grace: float | None,
     job_ids: tuple[str, ...],
     server: Server,
+    fleet: FleetOptions,
 ) -> None:
     """Stop jobs ID...: each gets the signal, then SIGKILL after the grace period.
 
     Returns once every process of every job is gone, and prints the ids stopped.
+    With --on (or HOST/ID), on many hosts.
     """
+    if wants_fleet(fleet, job_ids):
+        from ._fleet import kill_fleet  # only now: jobs.fleet is for --on alone
+
+        raise click.exceptions.Exit(await kill_fleet(fleet, server, job_ids, sig, grace))
     stopped: list[str] = []
     failures: list[CliError] = []
     async with server.connect() as api:

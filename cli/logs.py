@@ -11,6 +11,7 @@ from gen import service_pb2 as wire
 
 from ._client import Server, connection_options, for_job, stream_output
 from ._complete import complete_job
+from ._fleet_options import FleetOptions, fleet_options, wants_fleet
 from ._params import TIME
 
 __all__ = ["logs"]
@@ -42,6 +43,7 @@ def _timestamp(seconds: float) -> Timestamp:
 )
 @click.argument("job_id", metavar="ID", shell_complete=complete_job)
 @connection_options
+@fleet_options
 async def logs(
     follow: bool,
     tail: int | None,
@@ -53,8 +55,16 @@ async def logs(
     offset: int,
     job_id: str,
     server: Server,
+    fleet: FleetOptions,
 ) -> None:
-    """Print the output of job ID: its stdout to stdout, its stderr to stderr."""
+    """Print the output of job ID: its stdout to stdout, its stderr to stderr.
+
+    With --on (or HOST/ID), from many hosts, merged line by line with [host] prefixes.
+    """
+    if wants_fleet(fleet, [job_id]):
+        from ._fleet import logs_fleet  # only now: jobs.fleet is for --on alone
+
+        raise click.exceptions.Exit(await logs_fleet(fleet, server, job_id, follow))
     request = wire.LogsRequest(job_id=job_id, follow=follow, offset=offset)
     if tail is not None:
         request.tail_lines = tail

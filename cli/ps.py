@@ -10,6 +10,7 @@ from gen import service_pb2 as wire
 
 from ._client import Server, connection_options, for_job
 from ._complete import complete_job
+from ._fleet_options import FleetOptions, fleet_options, wants_fleet
 from ._render import job_document, table
 
 __all__ = ["ps"]
@@ -39,6 +40,7 @@ _STATES = [
 @click.option("--json", "as_json", is_flag=True, help='Print {"jobs": [...]} as JSON.')
 @click.argument("job_ids", metavar="[ID]...", nargs=-1, shell_complete=complete_job)
 @connection_options
+@fleet_options
 async def ps(
     show_all: bool,
     quiet: bool,
@@ -47,16 +49,23 @@ async def ps(
     as_json: bool,
     job_ids: tuple[str, ...],
     server: Server,
+    fleet: FleetOptions,
 ) -> None:
     """List your running jobs (-a: all of them), oldest first, or the jobs ID...
 
-    Tables show 8 characters of each id; --json and -q the full id.
+    Tables show 8 characters of each id; --json and -q the full id. With --on
+    (or HOST/ID), on many hosts: ids read HOST/ID.
     """
     wanted = list(states) if states else ([] if show_all or job_ids else ["running"])
     request = wire.ListRequest(
         selector=selector or "",
         states=[f"JOB_STATE_{state.upper()}" for state in wanted],
     )
+    if wants_fleet(fleet, job_ids):
+        from ._fleet import ps_fleet  # only now: jobs.fleet is for --on alone
+
+        status = await ps_fleet(fleet, server, job_ids, as_json, request, quiet=quiet)
+        raise click.exceptions.Exit(status)
     async with server.connect() as api:
         if job_ids:
             jobs = []

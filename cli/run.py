@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
 import asyncclick as click
 
@@ -10,6 +12,7 @@ from jobs import IoRate, Namespace
 
 from ._client import Api, Server, connection_options, stream_output
 from ._errors import docker_exit_codes
+from ._fleet_options import FleetOptions, fleet_options, run_fleet_options
 from ._params import DURATION, ENV, IO_RATE, ISOLATION, LABEL, SIZE
 from ._render import end_note, exit_code
 
@@ -38,6 +41,8 @@ __all__ = ["follow_to_end", "run"]
 @click.option("--timeout", type=DURATION, help="Stop the job after this long, e.g. 10m or 1h30m.")
 @click.argument("command", nargs=-1, required=True)
 @connection_options
+@fleet_options
+@run_fleet_options
 async def run(
     follow: bool,
     env: tuple[tuple[str, str], ...],
@@ -54,6 +59,8 @@ async def run(
     timeout: float | None,
     command: tuple[str, ...],
     server: Server,
+    fleet: FleetOptions,
+    fleet_run: dict[str, Any],
 ) -> None:
     """Run COMMAND on the server (never through a shell) and print the job id.
 
@@ -62,6 +69,10 @@ async def run(
     With -f, the exit status is docker run's: the job's code, 128+N when a signal
     N killed it, 125 when the call failed, 126 when the command cannot be
     executed, 127 when it is not found.
+
+    With --on, on every matching host (ids print as HOST/ID); with -f, their
+    output merged line by line, a summary line per host, and exit status 0 if
+    all exited 0, else the largest exit code, 255 if a host was unreachable.
     """
     if follow:
         docker_exit_codes()
@@ -98,6 +109,10 @@ async def run(
     )
     if timeout is not None:
         request.timeout_seconds = timeout
+    if fleet.on is not None:
+        from ._fleet import run_fleet  # only now: jobs.fleet is for --on alone
+
+        raise click.exceptions.Exit(await run_fleet(request, follow, fleet, server, **fleet_run))
     async with server.connect() as api:
         job = await api.run(request)
         if not follow:

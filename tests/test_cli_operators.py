@@ -25,6 +25,7 @@ JOBSCTL = str(Path(sys.executable).with_name("jobsctl"))
 _PS_MODULES = {
     "cli.main",
     "cli._errors",
+    "cli._fleet_options",
     "cli.ps",
     "cli._client",
     "cli._complete",
