@@ -9,10 +9,10 @@ import sys
 import time
 
 import anyio
-from grpclib.const import Cardinality
 
 from gen import service_pb2 as wire
 from gen.jobs import v1 as pb
+from jobs.client import log_stream
 
 from ._harness import JOBS, Bench, MiB, Row
 
@@ -56,13 +56,8 @@ async def tail_of_a_big_log(b: Bench) -> None:
     try:
         received = 0
         started = time.perf_counter()
-        async with channel.request(
-            "/jobs.v1.JobService/Logs",
-            Cardinality.UNARY_STREAM,
-            wire.LogsRequest,
-            wire.LogsResponse,
-        ) as stream:
-            await stream.send_message(wire.LogsRequest(job_id=job.id, tail_lines=10), end=True)
+        request = wire.LogsRequest(job_id=job.id, tail_lines=10)
+        async with log_stream(channel, request) as stream:
             async for message in stream:
                 received += message.ByteSize()
         elapsed = time.perf_counter() - started

@@ -22,7 +22,7 @@ from grpclib.const import Cardinality, Status
 from grpclib.exceptions import GRPCError
 
 from gen import service_pb2 as wire
-from jobs.client import connection_errors, open_channel
+from jobs.client import connection_errors, log_stream, open_channel
 
 from ._errors import CliError
 from ._render import OutputWriter
@@ -68,14 +68,11 @@ class Api:
         """Info: who the server is, what it offers, its load."""
         return await _call(self.channel, "Info", wire.InfoRequest(), wire.InfoResponse)
 
-    @contextlib.asynccontextmanager
-    async def logs(self, request: wire.LogsRequest) -> AsyncIterator[AsyncIterator[Any]]:
+    def logs(
+        self, request: wire.LogsRequest
+    ) -> contextlib.AbstractAsyncContextManager[AsyncIterator[wire.LogsResponse]]:
         """The job's output as a stream of ``LogsResponse`` messages, for the block."""
-        async with self.channel.request(
-            _SERVICE + "Logs", Cardinality.UNARY_STREAM, wire.LogsRequest, wire.LogsResponse
-        ) as stream:
-            await stream.send_message(request, end=True)
-            yield stream
+        return log_stream(self.channel, request)
 
 
 async def _call(channel: Channel, method: str, request: Message, reply: type[Reply]) -> Reply:

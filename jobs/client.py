@@ -23,7 +23,7 @@ from gen import service_pb2 as wire
 
 from ._tls import client_context as _client_context
 
-__all__ = ["ConnectionFailed", "connection_errors", "logs", "open_channel"]
+__all__ = ["ConnectionFailed", "connection_errors", "log_stream", "logs", "open_channel"]
 
 _HANDSHAKE_REFUSED = (
     "the server closed the connection during the TLS handshake: check the certificate, key and CA"
@@ -111,11 +111,20 @@ def connection_errors(address: str, channel: Channel | None = None) -> Iterator[
         raise ConnectionFailed(f"cannot connect to {address}: {exc.strerror or exc}") from None
 
 
-@contextlib.asynccontextmanager
-async def logs(
+def logs(
     channel: Channel, job_id: str, *, follow: bool = False, offset: int = 0
+) -> contextlib.AbstractAsyncContextManager[AsyncIterator[wire.LogsResponse]]:
+    """A job's output from ``offset`` (live until it ends with ``follow``), as a
+    stream of ``LogsResponse`` messages for the block's duration; see ``log_stream``."""
+    return log_stream(channel, wire.LogsRequest(job_id=job_id, follow=follow, offset=offset))
+
+
+@contextlib.asynccontextmanager
+async def log_stream(
+    channel: Channel, request: wire.LogsRequest
 ) -> AsyncIterator[AsyncIterator[wire.LogsResponse]]:
-    """A job's output as a stream of ``LogsResponse`` messages, for the block's duration.
+    """The answer to any ``LogsRequest`` (tail, times, streams...), as a stream of
+    ``LogsResponse`` messages for the block's duration.
 
     The fast path for output: the messages are the plain protobuf ones (decoded
     in C), where betterproto's take most of a client's time for big messages.
@@ -126,7 +135,5 @@ async def logs(
         wire.LogsRequest,
         wire.LogsResponse,
     ) as stream:
-        await stream.send_message(
-            wire.LogsRequest(job_id=job_id, follow=follow, offset=offset), end=True
-        )
+        await stream.send_message(request, end=True)
         yield stream

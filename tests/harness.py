@@ -167,12 +167,24 @@ class ServerProcess(JobsServer):
             pytest.fail(str(exc))
 
     @contextlib.asynccontextmanager
-    async def stub(self) -> AsyncIterator[JobServiceStub]:
-        channel = self.channel(self.pki.clients["alice"])
+    async def stub(self, client: str = "alice") -> AsyncIterator[JobServiceStub]:
+        """A stub for the block, as the test PKI's ``client``."""
+        channel = self.channel(self.pki.clients[client])
         try:
             yield JobServiceStub(channel)
         finally:
             channel.close()
+
+
+@contextlib.asynccontextmanager
+async def serving(pki: Certificates, state: Path, *options: str) -> AsyncIterator[ServerProcess]:
+    """A ``ServerProcess`` for the block; leaving stops it and checks it exited 0."""
+    server = ServerProcess(pki, state, *options)
+    await server.start()
+    try:
+        yield server
+    finally:
+        assert await server.stop() == 0
 
 
 # -- reading a job's output -----------------------------------------------------------

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -12,33 +10,11 @@ import anyio
 import pytest
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
-from harness import JOBS, ServerProcess
+from harness import JOBS, ServerProcess, serving
 from pki_fixtures import Certificates
 
 from gen.jobs import v1 as pb
-from jobs.client import ConnectionFailed, connection_errors, open_channel
-
-
-@contextlib.asynccontextmanager
-async def stub_of(server: ServerProcess, client: str) -> AsyncIterator[pb.JobServiceStub]:
-    files = server.pki.clients[client]
-    channel = open_channel(
-        "127.0.0.1", server.port, ca=server.pki.ca, cert=files.cert, key=files.key
-    )
-    try:
-        yield pb.JobServiceStub(channel)
-    finally:
-        channel.close()
-
-
-@contextlib.asynccontextmanager
-async def serving(pki: Certificates, state: Path, *options: str) -> AsyncIterator[ServerProcess]:
-    server = ServerProcess(pki, state, *options)
-    await server.start()
-    try:
-        yield server
-    finally:
-        assert await server.stop() == 0
+from jobs.client import ConnectionFailed, connection_errors
 
 
 async def more_log(server: ServerProcess) -> bytes:
@@ -61,7 +37,7 @@ async def test_each_call_leaves_one_line(test_pki: Certificates, tmp_path: Path)
     audit = tmp_path / "audit.log"
     secret = "hunter2-never-logged"
     async with serving(test_pki, tmp_path / "state", f"--audit-log={audit}") as server:
-        async with stub_of(server, "alice") as alice, stub_of(server, "alice-ro") as reader:
+        async with server.stub("alice") as alice, server.stub("alice-ro") as reader:
             # A successful Run, with an environment whose value is a secret.
             job = (
                 await alice.run(
@@ -128,7 +104,7 @@ async def test_each_call_leaves_one_line(test_pki: Certificates, tmp_path: Path)
 
 async def test_a_failed_handshake_is_logged(test_pki: Certificates, tmp_path: Path) -> None:
     async with serving(test_pki, tmp_path / "state") as server:
-        async with stub_of(server, "foreign") as stranger:
+        async with server.stub("foreign") as stranger:
             with pytest.raises(ConnectionFailed), connection_errors(""):
                 await stranger.list(pb.ListRequest())
         with anyio.fail_after(5):
@@ -147,7 +123,7 @@ async def test_the_audit_log_is_rotated_by_size(test_pki: Certificates, tmp_path
         serving(
             test_pki, tmp_path / "state", f"--audit-log={audit}", "--audit-log-size=2K"
         ) as server,
-        stub_of(server, "alice") as alice,
+        server.stub("alice") as alice,
     ):
         for _ in range(60):
             await alice.list(pb.ListRequest())
@@ -161,7 +137,7 @@ async def test_the_audit_log_is_rotated_by_size(test_pki: Certificates, tmp_path
 
 async def test_the_audit_log_can_go_to_stdout(test_pki: Certificates, tmp_path: Path) -> None:
     async with serving(test_pki, tmp_path / "state", "--audit-log=-") as server:
-        async with stub_of(server, "alice") as alice:
+        async with server.stub("alice") as alice:
             await alice.list(pb.ListRequest())
         # The server's stdout (the audit lines) and stderr (its log) are one pipe here.
         with anyio.fail_after(5):
@@ -178,7 +154,7 @@ async def test_the_audit_log_can_go_to_stdout(test_pki: Certificates, tmp_path: 
 
 async def test_call_rate_per_account(test_pki: Certificates, tmp_path: Path) -> None:
     async with serving(test_pki, tmp_path / "state", "--call-rate=0.5", "--call-burst=5") as server:
-        async with stub_of(server, "alice") as alice, stub_of(server, "bob") as bob:
+        async with server.stub("alice") as alice, server.stub("bob") as bob:
             for _ in range(5):
                 await alice.list(pb.ListRequest())
             for _ in range(20):
@@ -190,11 +166,11 @@ async def test_call_rate_per_account(test_pki: Certificates, tmp_path: Path) -> 
 
 async def test_connections_per_address(test_pki: Certificates, tmp_path: Path) -> None:
     async with serving(test_pki, tmp_path / "state", "--max-connections=2") as server:
-        async with stub_of(server, "alice") as one, stub_of(server, "alice") as two:
+        async with server.stub("alice") as one, server.stub("alice") as two:
             await one.list(pb.ListRequest())
             await two.list(pb.ListRequest())
             for _ in range(3):
-                async with stub_of(server, "alice") as third:
+                async with server.stub("alice") as third:
                     with (
                         pytest.raises((ConnectionFailed, ConnectionError, GRPCError)),
                         connection_errors(""),
@@ -205,7 +181,7 @@ async def test_connections_per_address(test_pki: Certificates, tmp_path: Path) -
         with anyio.fail_after(5):
             while True:
                 try:
-                    async with stub_of(server, "alice") as again:
+                    async with server.stub("alice") as again:
                         await again.list(pb.ListRequest())
                     break
                 except (ConnectionFailed, ConnectionError):

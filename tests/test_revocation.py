@@ -3,25 +3,24 @@ real `jobs serve` and a PKI made by `jobs pki`."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import socket
 import ssl
 import subprocess
-from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import anyio
 import anyio.abc
 import pytest
 from cryptography import x509
-from harness import JOBS, ServerProcess
+from harness import JOBS, ServerProcess, serving
 from pki_fixtures import Certificates, Files
 
 import pki
 from gen.jobs import v1 as pb
-from jobs.client import ConnectionFailed, connection_errors, open_channel
+from jobs.client import ConnectionFailed, connection_errors
 
 TICKER = ["sh", "-c", "while :; do echo tick; sleep 0.05; done"]
 
@@ -48,27 +47,11 @@ async def authority(tmp_path: Path) -> Certificates:
     )
 
 
-@contextlib.asynccontextmanager
-async def serving(authority: Certificates, state: Path) -> AsyncIterator[ServerProcess]:
-    crl = authority.ca.with_name("crl.pem")
-    server = ServerProcess(authority, state, f"--crl={crl}")
-    await server.start()
-    try:
-        yield server
-    finally:
-        assert await server.stop() == 0
-
-
-@contextlib.asynccontextmanager
-async def stub_of(server: ServerProcess, client: str) -> AsyncIterator[pb.JobServiceStub]:
-    files = server.pki.clients[client]
-    channel = open_channel(
-        "127.0.0.1", server.port, ca=server.pki.ca, cert=files.cert, key=files.key
-    )
-    try:
-        yield pb.JobServiceStub(channel)
-    finally:
-        channel.close()
+def serving_with_crl(
+    authority: Certificates, state: Path
+) -> AbstractAsyncContextManager[ServerProcess]:
+    """A server that checks client certificates against the CA's CRL."""
+    return serving(authority, state, f"--crl={authority.ca.with_name('crl.pem')}")
 
 
 async def reload(server: ServerProcess, expect: bytes) -> None:
@@ -140,10 +123,10 @@ async def test_a_revoked_client_is_refused_at_the_handshake(
     assert (
         await jobs_cli("pki", "revoke", "bob", "--dir", str(authority.ca.parent))
     ).returncode == 0
-    async with serving(authority, tmp_path / "state") as server:
-        async with stub_of(server, "alice") as alice:
+    async with serving_with_crl(authority, tmp_path / "state") as server:
+        async with server.stub("alice") as alice:
             await alice.list(pb.ListRequest())
-        async with stub_of(server, "bob") as bob:
+        async with server.stub("bob") as bob:
             with pytest.raises(ConnectionFailed, match="TLS handshake"), connection_errors(""):
                 await bob.list(pb.ListRequest())
     audit = (tmp_path / "state" / "audit.log").read_text()
@@ -154,9 +137,9 @@ async def test_revoking_an_identity_closes_its_stream_on_reload(
     authority: Certificates, tmp_path: Path
 ) -> None:
     async with (
-        serving(authority, tmp_path / "state") as server,
-        stub_of(server, "alice") as alice,
-        stub_of(server, "bob") as bob,
+        serving_with_crl(authority, tmp_path / "state") as server,
+        server.stub("alice") as alice,
+        server.stub("bob") as bob,
         anyio.create_task_group() as tg,
     ):
         theirs = (await bob.run(pb.RunRequest(command=TICKER))).job
@@ -173,7 +156,7 @@ async def test_revoking_an_identity_closes_its_stream_on_reload(
             await bobs.done.wait()
         assert bobs.ended is not None  # cut off, not ended normally
         await alices.grows()  # a valid identity's stream goes on
-        async with stub_of(server, "bob") as again:
+        async with server.stub("bob") as again:
             with pytest.raises(ConnectionFailed, match="TLS handshake"), connection_errors(""):
                 await again.list(pb.ListRequest())
         # Its job was not touched: only its connection was.
@@ -205,8 +188,8 @@ async def test_rotating_the_server_certificate_under_a_live_follower(
 ) -> None:
     old = serial_of(authority.server.cert)
     async with (
-        serving(authority, tmp_path / "state") as server,
-        stub_of(server, "alice") as alice,
+        serving_with_crl(authority, tmp_path / "state") as server,
+        server.stub("alice") as alice,
         anyio.create_task_group() as tg,
     ):
         job = (await alice.run(pb.RunRequest(command=TICKER))).job
