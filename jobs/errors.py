@@ -117,7 +117,7 @@ class NameInUse(JobsError):
     def __init__(self, name: str, job_id: str) -> None:
         self.name = name
         self.job_id = job_id
-        super().__init__(f"a running job is already named {name!r} ({job_id[:8]})")
+        super().__init__(f"a running job is already named {echo(name)} ({job_id[:8]})")
 
 
 class OffsetOutOfRange(JobsError):
@@ -167,7 +167,7 @@ class UserNotAllowed(JobsError):
 
     def __init__(self, user: str) -> None:
         self.user = user
-        super().__init__(f"jobs may not run as user {user!r} on this server")
+        super().__init__(f"jobs may not run as user {echo(user)} on this server")
 
 
 class UnknownUser(JobsError):
@@ -175,7 +175,7 @@ class UnknownUser(JobsError):
 
     def __init__(self, user: str) -> None:
         self.user = user
-        super().__init__(f"no user {user!r} on this host")
+        super().__init__(f"no user {echo(user)} on this host")
 
 
 class StateDirectoryLocked(JobsError):

@@ -13,7 +13,7 @@ import pwd
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..errors import InvalidArgument, UnknownUser, UserNotAllowed
+from ..errors import InvalidArgument, UnknownUser, UserNotAllowed, echo
 
 __all__ = ["DEFAULT_USER", "RunAs", "UserPolicy"]
 
@@ -93,7 +93,8 @@ class UserPolicy:
         for user in filter(None, (self.default, *self.allowed)):
             if user not in (me.name, str(me.uid)):
                 raise InvalidArgument(
-                    f"a server not running as root runs jobs as itself ({me.name}), not as {user!r}"
+                    f"a server not running as root runs jobs as itself ({me.name}), "
+                    f"not as {echo(user)}"
                 )
 
     def check(self) -> None:

@@ -79,7 +79,8 @@ def request_fields(request: Message | None) -> dict[str, Any]:
                 preserving_proto_field_name=True,
             ),
             "isolation": [
-                _ISOLATION.values_by_number[n].name
+                # A number no enum value has (a hostile or newer client) is kept as is.
+                _ISOLATION.values_by_number[n].name if n in _ISOLATION.values_by_number else n
                 for n in request.isolation  # type: ignore[attr-defined]
             ],
             "env_names": [var.name for var in request.env],  # type: ignore[attr-defined]
