@@ -7,6 +7,7 @@ import dataclasses
 import functools
 import logging
 import signal
+import ssl
 from pathlib import Path
 
 import anyio
@@ -428,7 +429,17 @@ async def serve(
         async with anyio.create_task_group() as tg:
             try:
                 serving = await tg.start(functools.partial(run_server, config))
+            except ssl.SSLError as exc:  # the files are there, but not a usable identity
+                raise CliError(
+                    f"cannot load the server's TLS files ({config.cert}, {config.key}, "
+                    f"{config.ca}): {exc.reason or exc}: check --cert, --key and --ca"
+                ) from None
             except OSError as exc:
+                if exc.filename is not None:  # a certificate, key, CA or CRL file
+                    raise CliError(
+                        f"cannot read {exc.filename}: {exc.strerror or exc} "
+                        "(check --ca, --cert, --key and --crl)"
+                    ) from None
                 raise CliError(f"cannot serve on {listen}: {exc.strerror or exc}") from None
             except JobsError as exc:  # a bad name, the state directory taken, a user unknown
                 raise CliError(str(exc)) from None

@@ -15,7 +15,15 @@ __all__ = ["client_context", "server_context"]
 
 def server_context(cert: Path, key: Path, ca: Path, crl: Path | None = None) -> ssl.SSLContext:
     """A server context that requires a client certificate issued by ``ca`` (and not
-    revoked by ``crl``, a PEM CRL of that CA, when given)."""
+    revoked by ``crl``, a PEM CRL of that CA, when given).
+
+    A file that cannot be read raises ``OSError`` naming it (OpenSSL's own error
+    does not say which); one that is not what it should be, ``ssl.SSLError``.
+    """
+    for path in (cert, key, ca, crl):
+        if path is not None:
+            with open(path, "rb"):
+                pass
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     _harden(context)
     context.verify_mode = ssl.CERT_REQUIRED

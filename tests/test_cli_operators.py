@@ -314,3 +314,24 @@ async def test_a_client_command_imports_only_what_it_uses(
     heavy = {"jobs._core", "jobs.server", "pki", "cryptography", "betterproto", "gen.jobs.v1"}
     assert not heavy & imported, heavy & imported
     assert {m for m in imported if m.startswith("cli.")} == _PS_MODULES
+
+
+async def test_serve_names_a_missing_or_bad_tls_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not a certificate\n")
+    missing = tmp_path / "missing.crt"
+    for cert, named in ((missing, str(missing)), (bad, "cannot load the server's TLS files")):
+        result = await jobs(
+            None,
+            "serve",
+            "--listen=127.0.0.1:0",
+            f"--ca={bad}",
+            f"--cert={cert}",
+            f"--key={bad}",
+            f"--state-dir={tmp_path / 'state'}",
+        )
+        stderr = result.stderr.decode()
+        assert result.returncode == 1, stderr
+        assert named in stderr, stderr
+        assert "Traceback" not in stderr
+        assert stderr.count("\n") == 1, stderr
