@@ -162,22 +162,32 @@ def io_rates(limits: Limits, cwd: str | None) -> dict[str, tuple[int | None, int
     return rates
 
 
-def attacher(paths: list[Path]) -> tuple[Callable[[], None], Callable[[], None]]:
-    """A preexec function writing the child into each ``cgroup.procs``, and a closer.
+class Attachment:
+    """The ``cgroup.procs`` files a child writes itself into before exec.
 
-    The files are opened here, in the parent, so the child only calls write().
+    They are opened in the parent, so the child only calls write(); the parent
+    closes them once the child has been started (or failed to be).
     """
-    fds = [os.open(path, os.O_WRONLY | os.O_CLOEXEC) for path in paths]
 
-    def attach() -> None:
-        for fd in fds:
-            os.write(fd, b"0")
+    def __init__(self) -> None:
+        self._fds: list[int] = []
 
-    def close() -> None:
+    def preexec(self, paths: list[Path]) -> Callable[[], None]:
+        """Open ``paths``; the function the child runs to join them."""
+        self.release()
+        fds = self._fds = [os.open(path, os.O_WRONLY | os.O_CLOEXEC) for path in paths]
+
+        def attach() -> None:
+            for fd in fds:
+                os.write(fd, b"0")
+
+        return attach
+
+    def release(self) -> None:
+        """Close the files (again: nothing)."""
+        fds, self._fds = self._fds, []
         for fd in fds:
             os.close(fd)
-
-    return attach, close
 
 
 def apply(path: Path, value: str) -> None:

@@ -18,8 +18,8 @@ from ._common import (
     CGROUP_ROOT,
     CPU_PERIOD_US,
     EMPTY_POLL,
+    Attachment,
     apply,
-    attacher,
     counter,
     device_bytes,
     io_rates,
@@ -46,7 +46,7 @@ class _V1Cgroup:
     def __init__(self, dirs: dict[str, Path], unified: Path | None) -> None:
         self.dirs = dirs  # controller -> this job's directory
         self.unified = unified  # the hybrid host's cgroup2 directory, for cgroup.kill
-        self._release: Callable[[], None] | None = None
+        self._attachment = Attachment()
 
     def __repr__(self) -> str:
         return f"<cgroup v1 {self.dirs.get('freezer')}>"
@@ -55,13 +55,10 @@ class _V1Cgroup:
         return [*self.dirs.values(), *filter(None, [self.unified])]
 
     def preexec(self) -> Callable[[], None]:
-        attach, self._release = attacher([d / "cgroup.procs" for d in self._all()])
-        return attach
+        return self._attachment.preexec([d / "cgroup.procs" for d in self._all()])
 
     def spawned(self, process: Process | None) -> None:
-        if self._release is not None:
-            self._release()
-            self._release = None
+        self._attachment.release()
 
     def signal(self, sig: int) -> None:
         if sig == signal.SIGKILL and self.unified is not None:
@@ -107,7 +104,7 @@ class _V1Cgroup:
         return Usage(user, system, peak, read, written, "cgroup v1")
 
     def close(self) -> None:
-        self.spawned(None)
+        self._attachment.release()
         for directory in self._all():
             remove(directory)
 

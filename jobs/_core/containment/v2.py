@@ -18,8 +18,8 @@ from ._common import (
     CGROUP_ROOT,
     CPU_PERIOD_US,
     EMPTY_POLL,
+    Attachment,
     apply,
-    attacher,
     counter,
     device_bytes,
     io_rates,
@@ -43,19 +43,16 @@ log = logging.getLogger(__name__)
 class _V2Cgroup:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._release: Callable[[], None] | None = None
+        self._attachment = Attachment()
 
     def __repr__(self) -> str:
         return f"<cgroup v2 {self.path}>"
 
     def preexec(self) -> Callable[[], None]:
-        attach, self._release = attacher([self.path / "cgroup.procs"])
-        return attach
+        return self._attachment.preexec([self.path / "cgroup.procs"])
 
     def spawned(self, process: Process | None) -> None:
-        if self._release is not None:
-            self._release()
-            self._release = None
+        self._attachment.release()
 
     def signal(self, sig: int) -> None:
         if sig == signal.SIGKILL and (self.path / "cgroup.kill").exists():
@@ -88,7 +85,7 @@ class _V2Cgroup:
         return Usage(user, system, peak, read, written, "cgroup v2")
 
     def close(self) -> None:
-        self.spawned(None)
+        self._attachment.release()
         remove(self.path)
 
 
