@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shlex
 import sys
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,7 +27,7 @@ from jobs.errors import InvalidSelector
 
 from ._client import Server
 from ._fleet_options import FleetOptions
-from ._render import job_document
+from ._render import age, columns, command_cell, job_document
 from ._settings import home, local_user, pki_dir
 
 __all__ = [
@@ -504,35 +502,15 @@ async def logs_fleet(
 def _table(rows: Sequence[tuple[str, pb.Job]]) -> str:
     """The ``ps --on`` table: HOST/ID, STATE, EXIT, AGE, COMMAND."""
     lines = [("ID", "STATE", "EXIT", "AGE", "COMMAND")]
-    now = time.time()
     for host, job in rows:
-        command = shlex.join(job.command)
-        command = command if len(command) <= 60 else command[:59] + "…"
-        # Control characters would let a job's argv redraw the terminal.
-        command = "".join(c if c.isprintable() else repr(c)[1:-1] for c in command)
         ended = job.state not in (pb.JobState.RUNNING, pb.JobState.UNSPECIFIED)
-        code = str(fleet.job_exit_code(job)) if ended else "-"
-        age = max(0, int(now - job.started_at.timestamp()))
         lines.append(
             (
                 f"{host}/{job.id[:8]}",
                 (pb.JobState(job.state).name or "unknown").lower(),
-                code,
-                _age(age),
-                command,
+                str(fleet.job_exit_code(job)) if ended else "-",
+                age(job.started_at.timestamp()),
+                command_cell(job.command),
             )
         )
-    widths = [max(len(line[i]) for line in lines) for i in range(4)]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(line[:4], widths, strict=True))
-        + "  "
-        + line[4]
-        for line in lines
-    )
-
-
-def _age(seconds: int) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
+    return columns(lines)

@@ -12,6 +12,7 @@ import shlex
 import signal
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import asyncclick as click
@@ -123,8 +124,9 @@ def escape(text: str) -> str:
     return _CONTROL.sub(lambda m: m[0].encode("unicode_escape").decode(), text)
 
 
-def _age(job: wire.Job) -> str:
-    seconds = max(0, int(time.time() - job.started_at.seconds))
+def age(started: float) -> str:
+    """How long ago ``started`` (seconds since the epoch) was: ``42s``, ``5m``, ``3h``, ``2d``."""
+    seconds = max(0, int(time.time() - started))
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
             return f"{seconds // size}{unit}"
@@ -144,30 +146,41 @@ def _exit_column(job: wire.Job) -> str:
 COMMAND_WIDTH = 60
 
 
-def table(jobs: list[wire.Job]) -> str:
-    """The ``ps`` table: ID (8 characters), NAME, STATE, EXIT, AGE, COMMAND."""
-    rows = [("ID", "NAME", "STATE", "EXIT", "AGE", "COMMAND")]
-    for job in jobs:
-        command = escape(shlex.join(job.command))
-        if len(command) > COMMAND_WIDTH:
-            command = command[: COMMAND_WIDTH - 1] + "…"
-        rows.append(
-            (
-                short_id(job),
-                job.name or "-",
-                state_name(job.state),
-                _exit_column(job),
-                _age(job),
-                command,
-            )
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+def command_cell(argv: Sequence[str]) -> str:
+    """A command for a table: quoted as a shell would, escaped, cut at ``COMMAND_WIDTH``."""
+    command = escape(shlex.join(argv))
+    if len(command) > COMMAND_WIDTH:
+        command = command[: COMMAND_WIDTH - 1] + "…"
+    return command
+
+
+def columns(rows: Sequence[Sequence[str]]) -> str:
+    """``rows`` (the header first) as columns two spaces apart; the last one, a command
+    or a list, is left as long as it is."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row[:5], widths, strict=True))
+        "  ".join(cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True))
         + "  "
-        + row[5]
+        + row[-1]
         for row in rows
     )
+
+
+def table(jobs: list[wire.Job]) -> str:
+    """The ``ps`` table: ID (8 characters), NAME, STATE, EXIT, AGE, COMMAND."""
+    header = ("ID", "NAME", "STATE", "EXIT", "AGE", "COMMAND")
+    rows = [
+        (
+            short_id(job),
+            job.name or "-",
+            state_name(job.state),
+            _exit_column(job),
+            age(job.started_at.seconds),
+            command_cell(job.command),
+        )
+        for job in jobs
+    ]
+    return columns([header, *rows])
 
 
 def _time(stamp: Any) -> str:

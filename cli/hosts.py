@@ -16,6 +16,7 @@ from ._client import Server, connection_options
 from ._fleet import Watch, hosts_of, identity_of, known_hosts
 from ._fleet_options import FleetOptions, fleet_options
 from ._params import DURATION
+from ._render import columns
 
 __all__ = ["hosts"]
 
@@ -131,10 +132,4 @@ def _table(rows: Sequence[Mapping[str, Any]]) -> str:
                 row["status"],
             )
         )
-    widths = [max(len(line[i]) for line in lines) for i in range(5)]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(line[:5], widths, strict=True))
-        + "  "
-        + line[5]
-        for line in lines
-    )
+    return columns(lines)
