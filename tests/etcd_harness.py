@@ -20,6 +20,7 @@ import anyio
 import anyio.abc
 import pytest
 
+import pki
 from jobs._etcd import Etcd, EtcdError, tls_context
 
 ETCD = shutil.which("etcd") or "/usr/bin/etcd"
@@ -38,6 +39,18 @@ class EtcdTls:
     key: Path
     client_cert: Path
     client_key: Path
+
+    @classmethod
+    def make(cls, directory: Path, client: str) -> EtcdTls:
+        """A CA of etcd's own in ``directory``, etcd's certificate, and a client
+        certificate (no role: etcd only checks the chain) for ``client``."""
+        ca = pki.create_ca("etcd CA")
+        ca_cert, _ = pki.write_identity(ca, directory, "ca")
+        cert, key = pki.write_identity(pki.issue_server(ca, common_name="etcd"), directory, "etcd")
+        client_cert, client_key = pki.write_identity(
+            pki.issue_client(ca, client, None), directory, "client"
+        )
+        return cls(ca_cert, cert, key, client_cert, client_key)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

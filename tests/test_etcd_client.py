@@ -9,7 +9,6 @@ import anyio
 import pytest
 from etcd_harness import EtcdServer, EtcdTls, etcd_server, free_port
 
-import pki
 from jobs._etcd import (
     Etcd,
     EtcdError,
@@ -168,14 +167,7 @@ async def test_a_killed_etcd_ends_a_watch_and_a_restarted_one_answers_again(
 
 @pytest.fixture(scope="module")
 def etcd_tls(tmp_path_factory: pytest.TempPathFactory) -> EtcdTls:
-    directory = tmp_path_factory.mktemp("etcd-pki")
-    ca = pki.create_ca("etcd CA")
-    ca_cert, _ = pki.write_identity(ca, directory, "ca")
-    cert, key = pki.write_identity(pki.issue_server(ca, common_name="etcd"), directory, "etcd")
-    client_cert, client_key = pki.write_identity(
-        pki.issue_client(ca, "registrar", None), directory, "client"
-    )
-    return EtcdTls(ca_cert, cert, key, client_cert, client_key)
+    return EtcdTls.make(tmp_path_factory.mktemp("etcd-pki"), "registrar")
 
 
 async def test_tls_with_a_client_certificate(etcd_tls: EtcdTls, tmp_path: Path) -> None:

@@ -15,7 +15,6 @@ from harness import JOBS
 from pki_fixtures import Certificates
 from serve_process import ServeProcess, serving
 
-import pki
 from gen.jobs import v1 as pb
 from gen.jobs.v1 import InfoRequest
 from jobs._etcd import Etcd, KeyValue
@@ -174,14 +173,7 @@ async def test_etcd_down_at_start_does_not_stop_the_server(
 
 @pytest.fixture(scope="module")
 def etcd_tls(tmp_path_factory: pytest.TempPathFactory) -> EtcdTls:
-    directory = tmp_path_factory.mktemp("etcd-pki")
-    ca = pki.create_ca("etcd CA")
-    ca_cert, _ = pki.write_identity(ca, directory, "ca")
-    cert, key = pki.write_identity(pki.issue_server(ca, common_name="etcd"), directory, "etcd")
-    client_cert, client_key = pki.write_identity(
-        pki.issue_client(ca, "jobs-server", None), directory, "client"
-    )
-    return EtcdTls(ca_cert, cert, key, client_cert, client_key)
+    return EtcdTls.make(tmp_path_factory.mktemp("etcd-pki"), "jobs-server")
 
 
 async def test_registers_over_etcd_tls(
