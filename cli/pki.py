@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import asyncclick as click
 
@@ -15,7 +17,73 @@ from ._settings import pki_dir, role_oid_option
 
 __all__ = ["pki"]
 
+F = TypeVar("F", bound=Callable[..., Any])
+
 _DIR_HELP = "The PKI directory. [env: JOBS_HOME; default: $JOBS_HOME/pki]"
+
+
+def _identity_options(days: int) -> Callable[[F], F]:
+    """The options of a command that issues NAME.crt and NAME.key."""
+
+    def decorate(command: F) -> F:
+        for option in reversed(
+            [
+                click.option(
+                    "--out",
+                    type=click.Path(file_okay=False, path_type=Path),
+                    help="Where to write NAME.crt and NAME.key. [default: the PKI directory]",
+                ),
+                click.option(
+                    "--dir",
+                    "directory",
+                    type=click.Path(file_okay=False, path_type=Path),
+                    help=_DIR_HELP,
+                ),
+                click.option(
+                    "--days",
+                    type=click.IntRange(min=1),
+                    default=days,
+                    show_default=True,
+                    help="Validity.",
+                ),
+                click.option(
+                    "--force", is_flag=True, help="Replace an existing NAME.crt and NAME.key."
+                ),
+            ]
+        ):
+            command = option(command)
+        return command
+
+    return decorate
+
+
+def _prepare(
+    directory: Path, out: Path | None, name: str, force: bool
+) -> tuple[authority.Identity, Path]:
+    """The CA of ``directory`` and where NAME's files go; refuses to replace them
+    without ``force``."""
+    try:
+        ca = authority.load_authority(directory)
+    except FileNotFoundError:
+        raise CliError(f"no CA in {directory}: run `jobs pki init` first") from None
+    target = out or directory
+    existing = [target / f"{name}{suffix}" for suffix in (".crt", ".key")]
+    if not force and any(path.exists() for path in existing):
+        # Without --out this could replace the local user's own identity, often
+        # its `full` one, by whatever was asked for now.
+        raise CliError(
+            f"{existing[0]} already exists: pass --out DIR to write elsewhere, "
+            "or --force to replace it"
+        )
+    return ca, target
+
+
+def _write(identity: authority.Identity, directory: Path, target: Path, name: str) -> None:
+    """Write NAME.crt and NAME.key into ``target``, and note the certificate in the
+    CA's index of ``directory`` (so it can be revoked by name)."""
+    cert, key = authority.write_identity(identity, target, name)
+    authority.record_issued(directory, identity.cert)
+    click.echo(f"jobs: wrote {cert} and {key}", err=True)
 
 
 @click.group()
@@ -46,22 +114,7 @@ async def init(directory: Path | None, names: tuple[str, ...], force: bool) -> N
 @pki.command(short_help="Issue a client certificate with a role.")
 @click.argument("name")
 @click.option("--role", type=click.Choice(authority.ROLES), required=True, help="What NAME may do.")
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Where to write NAME.crt and NAME.key. [default: the PKI directory]",
-)
-@click.option(
-    "--dir", "directory", type=click.Path(file_okay=False, path_type=Path), help=_DIR_HELP
-)
-@click.option(
-    "--days",
-    type=click.IntRange(min=1),
-    default=authority.CLIENT_DAYS,
-    show_default=True,
-    help="Validity.",
-)
-@click.option("--force", is_flag=True, help="Replace an existing NAME.crt and NAME.key.")
+@_identity_options(authority.CLIENT_DAYS)
 @role_oid_option
 async def issue(
     name: str,
@@ -73,26 +126,16 @@ async def issue(
     role_oid: str,
 ) -> None:
     """Issue a client certificate for account NAME with a role: NAME.crt and NAME.key."""
-    directory = directory or pki_dir()
     if "/" in name or name in {"", ".", ".."} or name in {"ca", "server"}:
         raise CliError(f"{name!r} cannot name a client certificate file")
-    try:
-        ca = authority.load_authority(directory)
-    except FileNotFoundError:
-        raise CliError(f"no CA in {directory}: run `jobs pki init` first") from None
-    target = out or directory
-    existing = [target / f"{name}{suffix}" for suffix in (".crt", ".key")]
-    if not force and any(path.exists() for path in existing):
-        # Without --out this would replace the local user's own identity, often
-        # its `full` one, by whatever role was asked for now.
-        raise CliError(
-            f"{existing[0]} already exists: pass --out DIR to write elsewhere, "
-            "or --force to replace it"
-        )
-    identity = authority.issue_client(ca, name, role, days=days, role_oid=role_oid)
-    cert, key = authority.write_identity(identity, target, name)
-    authority.record_issued(directory, identity.cert)
-    click.echo(f"jobs: wrote {cert} and {key}", err=True)
+    directory = directory or pki_dir()
+    ca, target = _prepare(directory, out, name, force)
+    _write(
+        authority.issue_client(ca, name, role, days=days, role_oid=role_oid),
+        directory,
+        target,
+        name,
+    )
 
 
 @pki.command("issue-server", short_help="Issue a server certificate from the same CA.")
@@ -104,22 +147,7 @@ async def issue(
     metavar="NAME|IP",
     help="Another DNS name or IP address the server answers to (repeatable).",
 )
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Where to write NAME.crt and NAME.key. [default: the PKI directory]",
-)
-@click.option(
-    "--dir", "directory", type=click.Path(file_okay=False, path_type=Path), help=_DIR_HELP
-)
-@click.option(
-    "--days",
-    type=click.IntRange(min=1),
-    default=authority.SERVER_DAYS,
-    show_default=True,
-    help="Validity.",
-)
-@click.option("--force", is_flag=True, help="Replace an existing NAME.crt and NAME.key.")
+@_identity_options(authority.SERVER_DAYS)
 async def issue_server(
     name: str,
     sans: tuple[str, ...],
@@ -140,20 +168,12 @@ async def issue_server(
     if name == "ca":
         raise CliError("'ca' cannot name a server certificate file")
     directory = directory or pki_dir()
-    target = out or directory
-    if not force and ((target / f"{name}.crt").exists() or (target / f"{name}.key").exists()):
-        raise CliError(f"{target / name}.crt already exists; pass --force to replace it")
-    try:
-        ca = authority.load_authority(directory)
-    except FileNotFoundError:
-        raise CliError(f"no CA in {directory}: run `jobs pki init` first") from None
+    ca, target = _prepare(directory, out, name, force)
     try:
         identity = authority.issue_server(ca, [name, *sans], common_name=name, days=days)
     except ValueError as exc:
         raise CliError(f"cannot issue a certificate for {name}: {exc}") from None
-    cert, key = authority.write_identity(identity, target, name)
-    authority.record_issued(directory, identity.cert)
-    click.echo(f"jobs: wrote {cert} and {key}", err=True)
+    _write(identity, directory, target, name)
 
 
 @pki.command(short_help="Revoke certificates, by name or serial, in the CA's CRL.")
