@@ -9,7 +9,6 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import anyio
 import asyncclick as click
 from asyncclick.shell_completion import CompletionItem
 
@@ -60,7 +59,7 @@ def _server(ctx: click.Context) -> Server:
 
 def _list(server: Server) -> list[wire.Job]:
     async def ask() -> list[wire.Job]:
-        with anyio.fail_after(COMPLETION_TIMEOUT):
+        async with asyncio.timeout(COMPLETION_TIMEOUT):
             async with server.connect() as api:
                 return await api.list(wire.ListRequest())
 
