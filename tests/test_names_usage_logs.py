@@ -266,6 +266,24 @@ async def test_since_and_until_use_the_chunk_times(tmp_path: Path) -> None:
     assert b"".join(c.data for c in got) == b"early\n"
 
 
+async def test_tail_with_until_counts_back_from_until(tmp_path: Path) -> None:
+    log = OutputLog(tmp_path / "out")
+    log.append(Stream.STDOUT, b"a1\na2\na3\n")
+    await anyio.sleep(0.02)
+    until = time.time_ns()
+    log.append(Stream.STDOUT, b"b1\nb2\n")
+    log.close()
+
+    async def text(selection: Selection) -> bytes:
+        return b"".join(c.data for c in await _read(log, selection))
+
+    # The last lines of the window, as `--until T --tail N` reads: not the log's last.
+    assert await text(Selection(tail_lines=2, until_ns=until)) == b"a2\na3\n"
+    assert await text(Selection(tail_lines=9, until_ns=until)) == b"a1\na2\na3\n"
+    assert await text(Selection(tail_lines=0, until_ns=until)) == b""
+    assert await text(Selection(tail_lines=1, until_ns=0)) == b""
+
+
 async def test_a_tail_of_a_big_log_reads_little_of_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -241,7 +241,10 @@ class OutputLog:
         if selection.since_ns is not None:
             start = max(start, self._offset_at_time(selection.since_ns))
         if selection.tail_lines is not None:
-            start = max(start, self._tail_start(selection.tail_lines, selection))
+            # The last lines before ``until`` when it is given, not of the whole log.
+            until = selection.until_ns
+            before = self._end if until is None else self._offset_at_time(until)
+            start = max(start, self._tail_start(selection.tail_lines, selection, before))
         return LogReader(
             self, min(start, self._end), follow=follow, max_chunk=max_chunk, selection=selection
         )
@@ -270,18 +273,21 @@ class OutputLog:
                 return self._records(segment, left, 1)[0][0]
         return self._end
 
-    def _tail_start(self, lines: int, selection: Selection) -> int:
-        """The offset where the last ``lines`` lines of the selected streams begin.
+    def _tail_start(self, lines: int, selection: Selection, before: int) -> int:
+        """The offset where the last ``lines`` lines of the selected streams stored
+        before offset ``before`` begin.
 
         Walks the index from the end, reading only the data of the chunks it must
         look into: a tail of a huge log reads kilobytes. A last line without its
         newline counts as a line, as for tail(1).
         """
         if lines <= 0:
-            return self._end
+            return before
         remaining = lines
         last = True
         for segment in reversed(self._segments):
+            if segment.start >= before:
+                continue
             with open(self._path(segment, ".out"), "rb", buffering=0) as data_file:
                 stop = segment.records
                 while stop > 0:
@@ -289,7 +295,7 @@ class OutputLog:
                     for offset, _, length, stream in reversed(
                         self._records(segment, first, stop - first)
                     ):
-                        if not selection.wants(Stream(stream)):
+                        if offset >= before or not selection.wants(Stream(stream)):
                             continue
                         data = os.pread(data_file.fileno(), length, offset - segment.start)
                         end = len(data)
