@@ -280,6 +280,10 @@ async def run_fleet(
                 tg.start_soon(joining)
             results = [await runner.run_one(hosts)] if one else await runner.run(hosts)
             tg.cancel_scope.cancel()
+    except anyio.get_cancelled_exc_class():
+        if following := runner.following:  # Ctrl-C stops following, not the jobs
+            _warn(f"stopped following; still running: {', '.join(following)}")
+        raise
     finally:
         if outputs is not None:
             outputs.close()
@@ -470,13 +474,15 @@ async def wait_fleet(options: FleetOptions, server: Server, job_id: str) -> int:
 async def logs_fleet(
     options: FleetOptions,
     server: Server,
-    job_id: str,
-    follow: bool,
+    request: wire.LogsRequest,
     *,
+    timestamps: bool = False,
     no_prefix: bool = False,
 ) -> int:
-    """``jobs logs --on``: the job's output on every host that has it, merged line
-    by line with ``[host] `` prefixes; each host's stream resumes after a drop."""
+    """``jobs logs --on``: the part of the job's output that ``request`` selects
+    (tail, time window, streams, from its offset) on every host that has it, merged
+    line by line with ``[host] `` prefixes; each host's stream resumes after a drop."""
+    job_id = request.job_id
     hosts = await hosts_of(options, [job_id])
     pairs = _split(job_id, hosts)
     merger = fleet.LineMerger(sys.stdout.buffer, sys.stderr.buffer, prefix=not no_prefix)
@@ -486,7 +492,15 @@ async def logs_fleet(
     async def stream(host: fleet.Host, stub: pb.JobServiceStub, bare: str) -> bool:
         try:
             await fleet.stream_output(
-                host, stub, bare, outputs, follow=follow, timeout=options.host_timeout
+                host,
+                stub,
+                bare,
+                outputs,
+                follow=request.follow,
+                offset=request.offset,
+                selection=request,
+                timestamps=timestamps,
+                timeout=options.host_timeout,
             )
         finally:
             merger.end(host.name)

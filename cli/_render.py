@@ -6,7 +6,6 @@ asked with ``HasField``.
 
 from __future__ import annotations
 
-import datetime
 import re
 import shlex
 import signal
@@ -18,6 +17,7 @@ from typing import Any
 import asyncclick as click
 
 from gen import service_pb2 as wire
+from jobs.client import LineStamper, utc_time
 
 __all__ = [
     "SHORT_ID",
@@ -183,11 +183,6 @@ def table(jobs: list[wire.Job]) -> str:
     return columns([header, *rows])
 
 
-def _time(stamp: Any) -> str:
-    moment = datetime.datetime.fromtimestamp(stamp.seconds + stamp.nanos / 1e9, datetime.UTC)
-    return moment.isoformat().replace("+00:00", "Z")
-
-
 def job_document(job: wire.Job) -> dict[str, Any]:
     """A job for ``--json`` and ``inspect``: a stable document whose keys never change
     meaning. Environment values are never part of it (the server does not send them)."""
@@ -205,8 +200,8 @@ def job_document(job: wire.Job) -> dict[str, Any]:
         "pid": job.pid or None,
         "exit_code": job.exit_code if job.HasField("exit_code") else None,
         "signal": job.signal if job.HasField("signal") else None,
-        "started_at": _time(job.started_at),
-        "ended_at": _time(job.ended_at) if job.HasField("ended_at") else None,
+        "started_at": utc_time(job.started_at),
+        "ended_at": utc_time(job.ended_at) if job.HasField("ended_at") else None,
         "timeout_seconds": job.timeout_seconds if job.HasField("timeout_seconds") else None,
         "limits": {
             "cpu": limits.cpu if limits.HasField("cpu") else None,
@@ -245,8 +240,7 @@ class OutputWriter:
     ``timestamps``, each line prefixed with the time of the chunk it starts in."""
 
     def __init__(self, *, timestamps: bool = False) -> None:
-        self._timestamps = timestamps
-        self._at_line_start: dict[int, bool] = {wire.STREAM_STDOUT: True, wire.STREAM_STDERR: True}
+        self._stamper = LineStamper() if timestamps else None
 
     def write(self, message: Any) -> None:
         """Write one ``LogsResponse``: its data, or a notice of dropped output."""
@@ -259,23 +253,9 @@ class OutputWriter:
             return
         stderr = message.stream == wire.STREAM_STDERR
         target = sys.stderr.buffer if stderr else sys.stdout.buffer
-        data: bytes = message.data
-        if self._timestamps and data:
-            data = self._stamp(message.stream, _time(message.time).encode() + b" ", data)
+        data = self._stamper.stamp(message) if self._stamper else message.data
         target.write(data)
         target.flush()
-
-    def _stamp(self, stream: int, prefix: bytes, data: bytes) -> bytes:
-        lines = data.split(b"\n")
-        out = []
-        for i, line in enumerate(lines):
-            last = i == len(lines) - 1
-            if last and not line:
-                break  # data ended with a newline: the next line starts in a later chunk
-            start = self._at_line_start[stream] if i == 0 else True
-            out.append((prefix if start else b"") + line + (b"" if last else b"\n"))
-        self._at_line_start[stream] = data.endswith(b"\n")
-        return b"".join(out)
 
     def flush(self) -> None:
         """Flush both outputs."""

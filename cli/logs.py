@@ -61,10 +61,6 @@ async def logs(
 
     With --on (or HOST/ID), from many hosts, merged line by line with [host] prefixes.
     """
-    if wants_fleet(fleet, [job_id]):
-        from ._fleet import logs_fleet  # only now: jobs.fleet is for --on alone
-
-        raise click.exceptions.Exit(await logs_fleet(fleet, server, job_id, follow))
     request = wire.LogsRequest(job_id=job_id, follow=follow, offset=offset)
     if tail is not None:
         request.tail_lines = tail
@@ -74,6 +70,10 @@ async def logs(
         request.until.CopyFrom(_timestamp(until))
     if only_stdout != only_stderr:  # both, or neither: everything
         request.streams.append(wire.STREAM_STDOUT if only_stdout else wire.STREAM_STDERR)
+    if wants_fleet(fleet, [job_id]):
+        from ._fleet import logs_fleet  # only now: jobs.fleet is for --on alone
+
+        raise click.exceptions.Exit(await logs_fleet(fleet, server, request, timestamps=timestamps))
     async with server.connect() as api:
         with for_job(job_id):
             try:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import ssl
 import weakref
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+from google.protobuf.timestamp_pb2 import Timestamp
 from grpclib.client import Channel
 from grpclib.const import Cardinality
 from grpclib.events import RecvInitialMetadata, listen
@@ -23,7 +25,15 @@ from gen import service_pb2 as wire
 
 from ._tls import client_context as _client_context
 
-__all__ = ["ConnectionFailed", "connection_errors", "log_stream", "logs", "open_channel"]
+__all__ = [
+    "ConnectionFailed",
+    "LineStamper",
+    "connection_errors",
+    "log_stream",
+    "logs",
+    "open_channel",
+    "utc_time",
+]
 
 _HANDSHAKE_REFUSED = (
     "the server closed the connection during the TLS handshake: check the certificate, key and CA"
@@ -137,3 +147,35 @@ async def log_stream(
     ) as stream:
         await stream.send_message(request, end=True)
         yield stream
+
+
+def utc_time(stamp: Timestamp) -> str:
+    """A protobuf time as RFC 3339 in UTC, to the microsecond: ``2026-11-30T01:02:03.456789Z``."""
+    moment = datetime.datetime.fromtimestamp(stamp.seconds + stamp.nanos / 1e9, datetime.UTC)
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+class LineStamper:
+    """``logs -t``: every line of a job's output prefixed with the time of the chunk
+    it starts in. A line cut across chunks is prefixed once; each stream is
+    followed on its own."""
+
+    def __init__(self) -> None:
+        self._at_line_start = {wire.STREAM_STDOUT: True, wire.STREAM_STDERR: True}
+
+    def stamp(self, message: wire.LogsResponse) -> bytes:
+        """The data of ``message`` with its lines prefixed by its time and a space."""
+        data: bytes = message.data
+        if not data:
+            return data
+        prefix = utc_time(message.time).encode() + b" "
+        lines = data.split(b"\n")
+        out = []
+        for i, line in enumerate(lines):
+            last = i == len(lines) - 1
+            if last and not line:
+                break  # data ended with a newline: the next line starts in a later chunk
+            start = self._at_line_start.get(message.stream, True) if i == 0 else True
+            out.append((prefix if start else b"") + line + (b"" if last else b"\n"))
+        self._at_line_start[message.stream] = data.endswith(b"\n")
+        return b"".join(out)

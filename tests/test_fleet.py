@@ -13,6 +13,7 @@ import anyio
 import anyio.abc
 import pytest
 from fleet_harness import Fleet, FleetServer, Result, free_port, jobs, running_fleet
+from harness import JOBS
 from pki_fixtures import Certificates
 
 from jobs import fleet as fl
@@ -359,3 +360,64 @@ async def test_one_runs_on_the_least_loaded_host_and_moves_on_when_refused(
     finally:
         await jobs(fleet, "kill", "--grace", "0", *sleepers, inventory=inventory)
         await full.stop()
+
+
+async def test_logs_on_hosts_selects_as_logs_does(fleet: Fleet) -> None:
+    script = WHO + "seq 1 5; echo err $n >&2; echo last $n"
+    started = await jobs(fleet, "run", "--on", "role=db", "--", "sh", "-c", script)
+    ids = dict(line.split("/") for line in started.stdout.decode().split())
+    for host, job_id in ids.items():
+        assert (await jobs(fleet, "wait", f"{host}/{job_id}")).status == 0
+    # The same name on both hosts: a bare id picks the job on each.
+    tail = await jobs(fleet, "logs", "--on", "role=db", "--stdout", "--tail", "2", "-t", ids["h6"])
+    assert tail.status == 0, tail.stderr
+    assert tail.stderr == b""
+    lines = tail.stdout.decode().splitlines()
+    assert len(lines) == 2
+    for line, text in zip(lines, ("5", "last 6"), strict=True):
+        host, stamp, rest = line.split(" ", 2)
+        assert host == "[h6]"
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z", stamp), stamp
+        assert rest == text
+    errors = await jobs(fleet, "logs", f"h7/{ids['h7']}", "--stderr")
+    assert (errors.stdout, errors.stderr) == (b"", b"err 7\n")
+    later = await jobs(
+        fleet, "logs", "--on", "role=db", "--since", "1m", "--until", "0s", ids["h7"]
+    )
+    assert later.stdout == b"[h7] 1\n[h7] 2\n[h7] 3\n[h7] 4\n[h7] 5\n[h7] last 7\n"
+
+
+async def test_ctrl_c_stops_following_the_fleet_not_its_jobs(fleet: Fleet) -> None:
+    command = [
+        JOBS,
+        "run",
+        "--on",
+        "role=db",
+        "-f",
+        "--",
+        "sh",
+        "-c",
+        "echo started; exec sleep 60",
+    ]
+    async with await anyio.open_process(command, env=fleet.env()) as process:
+        assert process.stdout is not None
+        assert process.stderr is not None
+        with anyio.fail_after(20):
+            seen = b""
+            while seen.count(b"started") < 4:
+                seen += await process.stdout.receive()
+            process.send_signal(signal.SIGINT)
+            assert await process.wait() == 130
+            stderr = b""
+            async for piece in process.stderr:
+                stderr += piece
+    lines = stderr.decode().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("jobs: stopped following; still running: ")
+    running = lines[0].removeprefix("jobs: stopped following; still running: ").split(", ")
+    assert sorted(r.split("/")[0] for r in running) == ["h6", "h7", "h8", "h9"]
+    for host_job in running:
+        listed = await jobs(fleet, "ps", "--json", host_job)
+        assert [job["state"] for job in json.loads(listed.stdout)["jobs"]] == ["running"]
+        killed = await jobs(fleet, "kill", "--grace", "0", host_job)
+        assert killed.status == 0, killed.stderr

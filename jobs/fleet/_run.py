@@ -19,7 +19,7 @@ from grpclib.const import Status
 
 from gen import service_pb2 as wire
 from gen.jobs import v1 as pb
-from jobs.client import logs
+from jobs.client import LineStamper, log_stream
 
 from ._connect import DEFAULT_HOST_TIMEOUT, Failure, HostFailed, Identity, host_errors, open_host
 from ._fanout import DEFAULT_PARALLEL
@@ -197,6 +197,8 @@ class FleetRun:
         self.failures = 0
         self.stopping = False
         self._running: dict[str, tuple[pb.JobServiceStub, str]] = {}
+        # Jobs followed whose end has not been seen: what a cancelled run leaves running.
+        self._unfinished: dict[str, str] = {}
         self._hosts: dict[str, Host] = {}
         self._tg: anyio.abc.TaskGroup | None = None
         self._start: Callable[[Host], Coroutine[Any, Any, None]] | None = None
@@ -219,6 +221,11 @@ class FleetRun:
                 self.add(host)
         self._tg = None
         return [results[name] for name in self._hosts if name in results]
+
+    @property
+    def following(self) -> list[str]:
+        """``HOST/ID`` of each job started and being followed now (still running)."""
+        return [f"{host}/{job_id}" for host, job_id in self._unfinished.items()]
 
     def add(self, host: Host) -> bool:
         """Run on ``host`` too, if this run is still going and has not seen it;
@@ -271,6 +278,7 @@ class FleetRun:
                 if self.output is None:
                     return HostResult(host.name, job)
                 self._running[host.name] = (stub, job.id)
+                self._unfinished[host.name] = job.id
                 if self._stopping():  # it stopped while this host was starting
                     self._stop(host.name)
                 try:
@@ -285,6 +293,7 @@ class FleetRun:
                     final = await self._retrying(
                         host, lambda: stub.wait(pb.WaitRequest(job_id=job.id))
                     )
+                    del self._unfinished[host.name]
                 finally:
                     self._running.pop(host.name, None)
                 note = (
@@ -358,17 +367,33 @@ async def stream_output(
     *,
     follow: bool = True,
     offset: int = 0,
+    selection: wire.LogsRequest | None = None,
+    timestamps: bool = False,
     timeout: float = DEFAULT_HOST_TIMEOUT,
     resume_window: float = DEFAULT_RESUME_WINDOW,
 ) -> None:
     """Feed ``job_id``'s output on ``host`` to ``output`` (to the job's end when
     following), resuming from the offset reached after a dropped connection: no
     gap, no duplicate. ``HostFailed`` once the host stayed unreachable for
-    ``resume_window`` since its last message, or when it refuses the call."""
+    ``resume_window`` since its last message, or when it refuses the call.
+
+    ``selection`` narrows the output as ``jobs logs`` does: its ``tail_lines``,
+    ``since``, ``until`` and ``streams`` are asked for (the rest of it is ignored);
+    ``timestamps`` prefixes each line with its chunk's time (see ``LineStamper``).
+    """
     first = True
+    received = False
+    stamper = LineStamper() if timestamps else None
     deadline = time.monotonic() + resume_window
     delay = _FIRST_RETRY
     while True:
+        request = wire.LogsRequest()
+        if selection is not None:
+            request.CopyFrom(selection)
+        request.job_id, request.follow, request.offset = job_id, follow, offset
+        if received:
+            # The tail's start is behind: counted again now, it could skip output.
+            request.ClearField("tail_lines")
         try:
             with host_errors(host, timeout):
                 if not first:
@@ -377,14 +402,16 @@ async def stream_output(
                     with anyio.fail_after(timeout):
                         await stub.status(pb.StatusRequest(job_id=job_id))
                 first = False
-                async with logs(stub.channel, job_id, follow=follow, offset=offset) as messages:
+                async with log_stream(stub.channel, request) as messages:
                     message: wire.LogsResponse
                     async for message in messages:
+                        received = True
                         if message.dropped:
                             output.dropped(host.name, message.dropped)
                             offset = message.offset
                         else:
-                            output.feed(host.name, message.stream, message.data)
+                            data = stamper.stamp(message) if stamper else message.data
+                            output.feed(host.name, message.stream, data)
                             offset = message.offset + len(message.data)
                         deadline = time.monotonic() + resume_window
                         delay = _FIRST_RETRY
