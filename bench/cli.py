@@ -26,19 +26,32 @@ def _wall(argv: list[str], env: dict[str, str]) -> float:
 
 
 async def cli_start(b: Bench) -> None:
-    """Median wall time of 10 `jobs ps` runs, and of 10 `python -c pass` in turn."""
+    """Median wall time of 10 `jobs ps` runs, against 10 of `python -c pass` and 10
+    of the same List call made by a bare grpclib program, taken in turn."""
     env = b.client_env()
-    ours, python = [], []
+    bare = [sys.executable, "-m", "bench.bare_client", str(b.port), *b.pem_args("bench")]
+    ours, python, floor = [], [], []
     for _ in range(RUNS):
         ours.append(await anyio.to_thread.run_sync(_wall, [JOBS, "ps"], env))
         python.append(await anyio.to_thread.run_sync(_wall, [sys.executable, "-c", "pass"], env))
+        floor.append(await anyio.to_thread.run_sync(_wall, bare, env))
+    median = statistics.median(ours) * 1000
     b.add(
         Row(
             "CLI start: `jobs ps`, median of 10",
-            statistics.median(ours) * 1000,
+            median,
             "ms",
             statistics.median(python) * 1000,
             "python -c pass",
+        )
+    )
+    b.add(
+        Row(
+            "CLI start: `jobs ps` vs a bare grpclib call",
+            median,
+            "ms",
+            statistics.median(floor) * 1000,
+            "bench.bare_client",
         )
     )
 
