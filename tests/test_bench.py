@@ -12,7 +12,7 @@ import anyio
 import pytest
 
 PROJECT = Path(__file__).resolve().parent.parent
-TINY = ["--only", "control", "start", "--repeat", "1", "--calls", "100", "--starts", "2"]
+TINY = ["--only", "control", "start", "cli", "--repeat", "1", "--calls", "100", "--starts", "2"]
 
 
 async def bench(*args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
@@ -33,6 +33,7 @@ async def test_a_tiny_run_writes_every_figure_and_compares(tmp_path: Path) -> No
     scenarios = [f["scenario"] for f in run["figures"]]
     assert "status calls, 50 in flight, grpcio client" in scenarios  # the grpcio programs ran
     assert "start rate, no limits (run + wait)" in scenarios
+    assert "CLI start: `jobs ps` vs a bare grpclib call" in scenarios  # bench.bare_client ran
     for figure in run["figures"]:
         assert figure["scenario"] in printed
         assert figure.keys() == {"scenario", "figure", "unit", "baseline", "baseline_name", "ratio"}
