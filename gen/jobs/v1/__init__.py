@@ -321,8 +321,9 @@ class LogsRequest(betterproto.Message):
 
     tail_lines: Optional[int] = betterproto.uint64_field(4, optional=True)
     """
-    Start at the last this many lines of the selected streams (found from the
-     end of the log, without reading all of it) instead of at offset.
+    Start at the last this many lines of the selected streams before until
+     (found from the end, without reading the log before them), or at offset
+     when that is later.
     """
 
     since: datetime = betterproto.message_field(5)
