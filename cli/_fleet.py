@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import ssl
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -26,6 +27,7 @@ from jobs import fleet
 from jobs.errors import InvalidSelector
 
 from ._client import Server
+from ._etcd_tls import etcd_tls
 from ._fleet_options import FleetOptions
 from ._render import age, columns, command_cell, job_document
 from ._settings import home, local_user, pki_dir
@@ -80,10 +82,19 @@ def _selection(options: FleetOptions, names: Sequence[str]) -> fleet.Selection:
         raise click.BadParameter(str(exc), param_hint="'--on'") from None
 
 
+def _etcd_tls(options: FleetOptions) -> ssl.SSLContext | None:
+    """TLS for ``--discover`` as ``--discover-ca/-cert/-key`` ask (None: plaintext)."""
+    tls = etcd_tls("--discover", options.discover_ca, options.discover_cert, options.discover_key)
+    if tls is not None and not options.discover:
+        raise click.UsageError("--discover-ca/--discover-cert/--discover-key need --discover")
+    return tls
+
+
 async def known_hosts(options: FleetOptions) -> list[fleet.Host]:
     """The inventory's hosts, then those discovered (``--discover``) that it does not name."""
     inventory = _inventory(options)
-    discovered = await fleet.discover(options.discover) if options.discover else []
+    tls = _etcd_tls(options)
+    discovered = await fleet.discover(options.discover, tls=tls) if options.discover else []
     return _merge(inventory, discovered)
 
 
@@ -113,9 +124,10 @@ class Watch:
 
     async def __aenter__(self) -> Watch:
         self._inventory = _inventory(self.options)
+        tls = _etcd_tls(self.options)
         if self.options.discover:
             self._discovery = await self._stack.enter_async_context(
-                fleet.Discovery(self.options.discover)
+                fleet.Discovery(self.options.discover, tls=tls)
             )
         if self.options.on is not None:
             names = [host.name for host in self._all()]

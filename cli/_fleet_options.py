@@ -38,6 +38,9 @@ class FleetOptions:
     inventory: Path | None
     discover: str | None
     host_timeout_text: str
+    discover_ca: Path | None = None
+    discover_cert: Path | None = None
+    discover_key: Path | None = None
 
     @property
     def host_timeout(self) -> float:
@@ -61,10 +64,22 @@ def fleet_options(command: F) -> F:
         parallel: int,
         inventory: Path | None,
         discover: str | None,
+        discover_ca: Path | None,
+        discover_cert: Path | None,
+        discover_key: Path | None,
         host_timeout: str,
         **kwargs: Any,
     ) -> Any:
-        options = FleetOptions(on, parallel, inventory, discover, host_timeout)
+        options = FleetOptions(
+            on,
+            parallel,
+            inventory,
+            discover,
+            host_timeout,
+            discover_ca=discover_ca,
+            discover_cert=discover_cert,
+            discover_key=discover_key,
+        )
         return await command(*args, fleet=options, **kwargs)
 
     decorated: Any = with_fleet
@@ -94,6 +109,24 @@ def fleet_options(command: F) -> F:
                 envvar="JOBS_DISCOVER",
                 metavar="etcd://HOST:PORT[/PREFIX]",
                 help="Also the servers registered in etcd. [env: JOBS_DISCOVER]",
+            ),
+            click.option(
+                "--discover-ca",
+                envvar="JOBS_DISCOVER_CA",
+                type=click.Path(dir_okay=False, path_type=Path),
+                help="Talk TLS to etcd, verifying it against this CA. [env: JOBS_DISCOVER_CA]",
+            ),
+            click.option(
+                "--discover-cert",
+                envvar="JOBS_DISCOVER_CERT",
+                type=click.Path(dir_okay=False, path_type=Path),
+                help="Client certificate for etcd. [env: JOBS_DISCOVER_CERT]",
+            ),
+            click.option(
+                "--discover-key",
+                envvar="JOBS_DISCOVER_KEY",
+                type=click.Path(dir_okay=False, path_type=Path),
+                help="Its private key. [env: JOBS_DISCOVER_KEY]",
             ),
             click.option(
                 "--host-timeout",

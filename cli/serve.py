@@ -25,7 +25,7 @@ from jobs import (
     ManagerSettings,
     UserPolicy,
 )
-from jobs._etcd import EtcdError, parse_url, tls_context
+from jobs._etcd import parse_url
 from jobs.selectors import check_labels
 from jobs.server import (
     BUILTIN_PREFIX,
@@ -43,6 +43,7 @@ from jobs.server import (
 from jobs.server import serve as run_server
 
 from ._errors import CliError
+from ._etcd_tls import etcd_tls
 from ._params import DURATION, SIZE
 from ._settings import DEFAULT_ADDR, home, local_user, parse_address, pki_dir, role_oid_option
 
@@ -469,10 +470,4 @@ def _registration(
         where = parse_url(url)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--register") from None
-    if (cert is None) != (key is None):
-        raise click.UsageError("give --register-cert and --register-key together")
-    try:
-        tls = tls_context(ca, cert, key) if ca or cert else None
-    except EtcdError as exc:
-        raise CliError(str(exc)) from None
-    return Registration(where, tls, ttl)
+    return Registration(where, etcd_tls("--register", ca, cert, key), ttl)

@@ -13,7 +13,7 @@ import anyio
 import anyio.abc
 import pytest
 from anyio.streams.text import TextReceiveStream
-from etcd_harness import EtcdServer, etcd_server
+from etcd_harness import EtcdServer, EtcdTls, etcd_server
 from fleet_harness import Fleet, FleetServer, fleet_server_cert, jobs
 from harness import JOBS
 from pki_fixtures import Certificates
@@ -166,3 +166,62 @@ async def test_discovery_of_an_unreachable_etcd_is_one_line(lone: Fleet) -> None
     assert result.err_lines == [
         "jobs: discovery from http://x: 'http://x' is not an etcd://HOST:PORT[/PREFIX] address"
     ]
+
+
+async def test_discovery_over_etcd_tls(lone: Fleet, tmp_path: Path) -> None:
+    tls = EtcdTls.make(tmp_path / "etcd-pki", "client")
+    async with etcd_server(tmp_path / "etcd-tls", tls) as etcd:
+        secure = FleetServer(
+            "s1",
+            "127.0.0.10",
+            {"tier": "x"},
+            lone.directory / "state-s1",
+            options=(
+                f"--register={etcd.url}",
+                f"--register-ca={tls.ca}",
+                f"--register-cert={tls.client_cert}",
+                f"--register-key={tls.client_key}",
+            ),
+        )
+        await secure.start(lone.cert, lone.pki.ca)
+        try:
+            flags = (
+                f"--discover-ca={tls.ca}",
+                f"--discover-cert={tls.client_cert}",
+                f"--discover-key={tls.client_key}",
+            )
+            with anyio.fail_after(20):
+                while True:
+                    found = await jobs(lone, "hosts", "--discover", etcd.url, *flags, "--json")
+                    assert found.status in (0, 255), found.stderr
+                    names = [row["name"] for row in json.loads(found.stdout)["hosts"]]
+                    if names == ["s1"]:
+                        break
+                    await anyio.sleep(0.2)
+            ran = await jobs(
+                lone,
+                "run",
+                "--on",
+                "tier=x",
+                "--discover",
+                etcd.url,
+                *flags,
+                "-f",
+                "--",
+                "echo",
+                "hi",
+            )
+            assert (ran.status, ran.stdout) == (0, b"[s1] hi\n"), ran.stderr
+            # Plaintext to a TLS-only etcd, or half a client identity: one line each.
+            plain = await jobs(lone, "hosts", "--discover", etcd.url, "--timeout", "3s")
+            assert plain.status == 1
+            assert len(plain.err_lines) == 1
+            assert plain.err_lines[0].startswith(f"jobs: discovery from {etcd.url}: ")
+            half = await jobs(lone, "hosts", "--discover", etcd.url, flags[1])
+            assert half.status == 2
+            assert "give --discover-cert and --discover-key together" in half.stderr.decode()
+            alone = await jobs(lone, "hosts", flags[0])
+            assert alone.status == 2
+            assert "need --discover" in alone.stderr.decode()
+        finally:
+            await secure.stop()
