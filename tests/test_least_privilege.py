@@ -239,6 +239,50 @@ async def test_a_job_in_a_pid_namespace_runs_as_its_user(dev_server: DevServer) 
 
 
 @pytest.mark.parametrize(
+    "isolation",
+    [
+        [],
+        pytest.param(["PID"], marks=needs_namespaces),
+        pytest.param(["MOUNT", "NET"], marks=needs_namespaces),
+    ],
+)
+async def test_the_working_directory_and_command_are_the_users_to_reach(
+    dev_server: DevServer, isolation: list[str]
+) -> None:
+    with open_directory() as directory:
+        private = directory / "private"
+        private.mkdir(mode=0o700)  # root's: nobody may not enter it
+        script = directory / "script"
+        script.write_text("#!/bin/sh\necho ran\n")
+        script.chmod(0o700)  # root's: nobody may not execute it
+        namespaces = [pb.Namespace[name] for name in isolation]
+        async with dev_server.stub() as stub:
+            for request, message in (
+                (
+                    pb.RunRequest(command=["pwd"], cwd=str(private), isolation=namespaces),
+                    f"working directory '{private}': permission denied",
+                ),
+                (
+                    pb.RunRequest(command=[str(script)], isolation=namespaces),
+                    f"command '{script}': permission denied (not executable?)",
+                ),
+            ):
+                with pytest.raises(GRPCError) as caught:
+                    await stub.run(request)
+                assert caught.value.status is Status.FAILED_PRECONDITION
+                assert caught.value.message == message
+            assert not (await stub.list(pb.ListRequest())).jobs  # nothing started, nothing kept
+            # What the user may reach still runs, in the isolation asked for.
+            job = (
+                await stub.run(
+                    pb.RunRequest(command=["pwd"], cwd=str(directory), isolation=namespaces)
+                )
+            ).job
+            final = (await stub.wait(pb.WaitRequest(job_id=job.id))).job
+            assert final.exit_code == 0
+
+
+@pytest.mark.parametrize(
     ("user", "status"),
     [
         ("root", Status.PERMISSION_DENIED),  # never without --allow-user root

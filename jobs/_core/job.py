@@ -18,7 +18,7 @@ from . import namespaces
 from .containment import Container, Containment
 from .model import JobInfo, JobSpec, JobState, Namespace, Stream, Usage
 from .output import LogReader, OutputLog, Selection
-from .process import ExitStatus, Process, clean_environment, process_start_time, spawn
+from .process import ExitStatus, Process, clean_environment, enter, process_start_time, spawn
 from .records import create_record, save_record
 from .settings import DEFAULT_GRACE
 from .users import RunAs
@@ -138,7 +138,10 @@ class Job:
         steps = [container.preexec()]
         if spec.isolation:
             steps.append(namespaces.preexec(spec.isolation))
-        steps.append(run_as.preexec())
+        if (become := run_as.preexec()) is not None:
+            # Then the working directory again, as the user: one it may not enter
+            # is an error of the call, as it would be in a login shell.
+            steps += [become, enter(cwd)]
         start = namespaces.spawn_with_init if Namespace.PID in spec.isolation else spawn
         return await start(spec.argv, env, cwd, preexec=_chain(steps), spawned=container.spawned)
 

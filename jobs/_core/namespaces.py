@@ -185,9 +185,24 @@ def _signaled(status: ExitStatus) -> ExitStatus:
     return status
 
 
-def _check_command(argv: Sequence[str], env: Mapping[str, str], cwd: str | None) -> None:
+def _then_executable(
+    preexec: Callable[[], None] | None, path: str, name: str
+) -> Callable[[], None]:
+    """``preexec``, then the check that whoever the child has become by then (the
+    job's user) may execute ``path``: the parent checked it with the server's rights."""
+
+    def run() -> None:
+        if preexec is not None:
+            preexec()
+        if not os.access(path, os.X_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), name)
+
+    return run
+
+
+def _check_command(argv: Sequence[str], env: Mapping[str, str], cwd: str | None) -> str:
     """Raise what exec would (``CannotExecute``, named) for a command that cannot run:
-    once the init runs, a failed exec is only an exit code."""
+    once the init runs, a failed exec is only an exit code. The command's path."""
     name = argv[0]
     path = resolve_command(name, env, cwd)
     failure: int | None = None
@@ -208,6 +223,8 @@ def _check_command(argv: Sequence[str], env: Mapping[str, str], cwd: str | None)
                 failure = errno.ENOEXEC
     if failure is not None:
         raise explain_exec_error(OSError(failure, os.strerror(failure)), argv, env, cwd)
+    assert path is not None
+    return path
 
 
 def _interpreter_missing(path: str) -> int | None:
@@ -234,7 +251,7 @@ async def spawn_with_init(
     before anything starts. Its exit code or signal is the job's.
     """
     init = init_path()
-    _check_command(argv, env, cwd)
+    path = _check_command(argv, env, cwd)
     process = await spawn(
         # Single-child mode: signals go to the command's pid, which exists from the
         # fork on; its process group (the default) does not until the command's
@@ -243,10 +260,11 @@ async def spawn_with_init(
         [str(init), "--single-child", "--", *argv],
         env,
         cwd,
-        preexec=preexec,
+        preexec=_then_executable(preexec, path, argv[0]),
         spawned=spawned,
         around_fork=_pid_namespace_for_children,
         translate=_signaled,
+        command=argv,
     )
     await _command_started(process, init)
     return process

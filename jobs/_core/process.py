@@ -216,16 +216,20 @@ async def spawn(
     spawned: Callable[[Process | None], None] | None = None,
     around_fork: Callable[[], contextlib.AbstractContextManager[None]] | None = None,
     translate: Callable[[ExitStatus], ExitStatus] | None = None,
+    command: Sequence[str] | None = None,
 ) -> Process:
     """Start ``argv`` (never through a shell) and return once it runs.
 
     ``preexec`` runs in the child before exec; without it the fast vfork path is
-    used. ``spawned`` is told, right after the fork, the process (or None when
-    it could not be started), so the job's container can release what its
-    preexec held. ``around_fork`` is entered around the fork in the thread that
-    forks (to set what the child inherits from that thread, e.g. a PID namespace);
-    ``translate`` maps the main process's end to the command's (see ``Process``).
-    The blocking part runs in a worker thread so the event loop never stalls.
+    used. An ``OSError`` it raises is reported with its errno and file name (a
+    working directory, the command, a cgroup file). ``spawned`` is told, right
+    after the fork, the process (or None when it could not be started), so the
+    job's container can release what its preexec held. ``around_fork`` is entered
+    around the fork in the thread that forks (to set what the child inherits from
+    that thread, e.g. a PID namespace); ``translate`` maps the main process's end
+    to the command's (see ``Process``); ``command`` is the command ``argv`` runs
+    when that is another program's job (an init's). The blocking part runs in a
+    worker thread so the event loop never stalls.
     Raises ``CannotExecute`` naming the cause when the command or the working
     directory cannot be used, ``InvalidArgument`` when the kernel refuses the size
     of argv and environment.
@@ -234,6 +238,9 @@ async def spawn(
         _check_cwd(cwd)
     out_r, out_w = os.pipe2(os.O_CLOEXEC)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    report_r, report_w = os.pipe2(os.O_CLOEXEC)
+    if preexec is not None:
+        preexec = _reporting(preexec, report_w)
     try:
         for fd in (out_r, err_r):
             os.set_blocking(fd, False)
@@ -273,7 +280,7 @@ async def spawn(
     except subprocess.SubprocessError as exc:  # raised by preexec in the child
         os.close(out_r)
         os.close(err_r)
-        raise LimitUnsupported("the job's cgroup or namespaces", str(exc)) from None
+        raise _preexec_error(_read_report(report_r), exc, command or argv, env, cwd) from None
     except BaseException:
         os.close(out_r)
         os.close(err_r)
@@ -281,10 +288,72 @@ async def spawn(
     finally:
         os.close(out_w)
         os.close(err_w)
+        os.close(report_w)
+        os.close(report_r)
     process = Process(popen, out_r, err_r, translate=translate)
     if spawned is not None:
         spawned(process)
     return process
+
+
+def _reporting(preexec: Callable[[], None], fd: int) -> Callable[[], None]:
+    """``preexec``, writing the errno and file name of an ``OSError`` it raises to
+    ``fd``: subprocess tells the parent only "Exception occurred in preexec_fn"."""
+
+    def run() -> None:
+        try:
+            preexec()
+        except OSError as exc:
+            name = os.fsencode(exc.filename) if exc.filename is not None else b""
+            os.write(fd, str(exc.errno or 0).encode() + b"\0" + name)
+            raise
+
+    return run
+
+
+def _read_report(fd: int) -> OSError | None:
+    """The ``OSError`` a preexec step reported through ``_reporting`` (None if none).
+
+    The child wrote it before subprocess heard of the failure, so it is there now:
+    no waiting for an end of file another thread's fork may hold off.
+    """
+    os.set_blocking(fd, False)
+    try:
+        data = os.read(fd, 65536)
+    except BlockingIOError:
+        data = b""
+    if not data:
+        return None
+    number, _, name = data.partition(b"\0")
+    code = int(number)
+    return OSError(code, os.strerror(code), os.fsdecode(name) if name else None)
+
+
+def _preexec_error(
+    reported: OSError | None,
+    raised: subprocess.SubprocessError,
+    command: Sequence[str],
+    env: Mapping[str, str],
+    cwd: str | None,
+) -> Exception:
+    """What a failed preexec step means for the call: the working directory or the
+    command the job's user cannot use, else the job's cgroup or namespaces."""
+    if reported is None:
+        return LimitUnsupported("the job's cgroup or namespaces", str(raised))
+    if reported.filename is not None and reported.filename in (cwd, command[0]):
+        return explain_exec_error(reported, command, env, cwd)
+    where = f": {echo(reported.filename)}" if reported.filename else ""
+    return LimitUnsupported("the job's cgroup or namespaces", f"{reported.strerror}{where}")
+
+
+def enter(cwd: str) -> Callable[[], None]:
+    """A preexec step entering ``cwd`` again, as whoever the child is by then:
+    subprocess enters it before the user is taken on, with the server's rights."""
+
+    def chdir() -> None:
+        os.chdir(cwd)
+
+    return chdir
 
 
 def _check_cwd(cwd: str) -> None:
@@ -306,7 +375,7 @@ def explain_exec_error(
     if exc.errno == errno.E2BIG:
         return InvalidArgument("the command and environment are over the kernel's size limit")
     if cwd is not None and exc.filename == cwd:
-        return CannotExecute(f"working directory {echo(cwd)}", exc.strerror or str(exc))
+        return CannotExecute(f"working directory {echo(cwd)}", (exc.strerror or str(exc)).lower())
     name = argv[0]
     subject = f"command {echo(name)}"
     path = resolve_command(name, env, cwd)
