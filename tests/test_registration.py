@@ -72,6 +72,27 @@ async def test_registers_as_etcd_naming_says_and_deregisters_on_stop(
     assert b"deregistered fleet/eu/web-1" in web.log
 
 
+async def test_a_key_deleted_under_a_live_lease_is_put_back(
+    test_pki: Certificates, tmp_path: Path, etcd: EtcdServer
+) -> None:
+    web = server(test_pki, tmp_path, etcd, "--name=h1")
+    neighbour = server(test_pki, tmp_path / "n", etcd, "--name=h10")  # h1 is its prefix
+    async with etcd.client() as client, serving(web), serving(neighbour):
+        first = await wait_for_key(client, "jobs/h1")
+        assert first is not None
+        assert await wait_for_key(client, "jobs/h10") is not None
+        for _ in range(2):  # every time, not once
+            assert await client.delete("jobs/h1") == 1
+            back = await wait_for_key(client, "jobs/h1", timeout=5)
+            assert back is not None
+            assert (back.value, back.lease) == (first.value, first.lease)  # same lease
+        # The neighbour's deletion is the neighbour's to mend, not ours.
+        await client.delete("jobs/h10")
+        assert await wait_for_key(client, "jobs/h10", timeout=5) is not None
+        assert (await client.get("jobs/h1")) is not None
+    assert web.log.count(b"jobs/h1 was deleted from etcd under a live lease") == 2
+
+
 async def test_delisted_before_its_jobs_are_stopped(
     test_pki: Certificates, tmp_path: Path, etcd: EtcdServer
 ) -> None:

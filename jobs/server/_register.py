@@ -6,7 +6,8 @@ etcd-aware client can read it. The key lives on a lease of ``ttl`` seconds that
 is kept alive: a server that crashes disappears once the lease expires, a server
 that stops revokes it, which deletes the key at once. etcd being away never
 stops the server: the registration logs, waits (with backoff) and registers
-again, with a new lease, when etcd is back or has forgotten the old lease.
+again, with a new lease, when etcd is back or has forgotten the old lease. A key
+deleted under a live lease is put back at once.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 
 import anyio
 
-from .._etcd import Etcd, EtcdError, EtcdUrl, Lease, LeaseLost
+from .._etcd import Etcd, EtcdError, EtcdUrl, EventKind, Lease, LeaseLost
 from ._identity import ServerIdentity
 
 __all__ = [
@@ -73,15 +74,18 @@ async def keep_registered(registration: Registration, identity: ServerIdentity, 
             while True:
                 try:
                     lease = await etcd.grant(registration.ttl)
-                    await etcd.put(key, value, lease=lease.id)
+                    revision = await etcd.put(key, value, lease=lease.id)
                     log.info("registered as %s in %s (lease %x)", key, etcd.address, lease.id)
                     delay = RETRY_FIRST
-                    await etcd.keep_alive(lease)
-                except LeaseLost:
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(_restore_when_deleted, etcd, key, value, lease, revision)
+                        await etcd.keep_alive(lease)
+                except* LeaseLost:
                     # Revoked, or expired while etcd was unreachable: register anew now.
                     log.warning("etcd forgot lease of %s: registering again", key)
                     lease = None
-                except EtcdError as exc:
+                except* EtcdError as group:
+                    exc = group.exceptions[0]
                     log.warning("registration in etcd: %s; retrying in %.1fs", exc, delay)
                     await anyio.sleep(delay)
                     delay = min(delay * 2, RETRY_MAX)
@@ -89,6 +93,20 @@ async def keep_registered(registration: Registration, identity: ServerIdentity, 
             if lease is not None:
                 with anyio.CancelScope(shield=True), anyio.move_on_after(REVOKE_TIMEOUT):
                     await _deregister(etcd, lease, key)
+
+
+async def _restore_when_deleted(
+    etcd: Etcd, key: str, value: bytes, lease: Lease, revision: int
+) -> None:
+    """Put ``key`` back on ``lease`` each time it is deleted while the lease lives
+    (by hand, by a tool cleaning up): the server is still there. ``LeaseLost`` when
+    the delete came with the lease's end."""
+    async with etcd.watch(key, start_revision=revision + 1) as events:
+        async for event in events:
+            # The watch covers the keys that start with ours too (jobs/h1, jobs/h10).
+            if event.key == key and event.kind is EventKind.DELETE:
+                log.warning("%s was deleted from etcd under a live lease: putting it back", key)
+                await etcd.put(key, value, lease=lease.id)
 
 
 async def _deregister(etcd: Etcd, lease: Lease, key: str) -> None:
