@@ -8,6 +8,8 @@ it runs every job as itself and refuses any other user.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import os
 import pwd
 from collections.abc import Callable
@@ -55,14 +57,17 @@ class RunAs:
             return cls(str(uid), uid, os.getegid(), tuple(os.getgroups()), "/")
 
     def preexec(self) -> Callable[[], None] | None:
-        """What the child runs last before exec to become this user (None: it already is).
+        """What the child runs last before exec to become this user (None: it already
+        is, and has nothing to give up).
 
         Groups first, then the gid, then the uid: once the uid is dropped the
         child may no longer change the others. Setting all three uids (real,
-        effective, saved) leaves the job no way back and no capability.
+        effective, saved) leaves the job no way back and no capability. A server
+        not running as root keeps its user, but its ambient capabilities (systemd's
+        ``AmbientCapabilities=``, given to bind a port) are not passed on to jobs.
         """
         if os.geteuid() != 0:
-            return None
+            return _clear_ambient_capabilities if _ambient_capabilities() else None
         uid, gid, groups = self.uid, self.gid, list(self.groups)
 
         def become() -> None:
@@ -71,6 +76,30 @@ class RunAs:
             os.setresuid(uid, uid, uid)
 
         return become
+
+
+_PR_CAP_AMBIENT = 47
+_PR_CAP_AMBIENT_CLEAR_ALL = 4
+# Looked up now, in the parent: a child between fork and exec must not dlopen/dlsym.
+_prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+
+@functools.cache
+def _ambient_capabilities() -> int:
+    """This process's ambient capability set, from /proc (0 when it cannot tell)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("CapAmb:"):
+                    return int(line.split()[1], 16)
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def _clear_ambient_capabilities() -> None:
+    if _prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "clearing the ambient capabilities")
 
 
 @dataclass(frozen=True, slots=True)
