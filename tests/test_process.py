@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path
@@ -10,7 +11,8 @@ from typing import Any
 import pytest
 from harness import by_stream, read_chunks
 
-from jobs import CannotExecute, InvalidArgument, JobManager, JobSpec, JobState
+from jobs import CannotExecute, InvalidArgument, JobManager, JobSpec, JobState, LimitUnsupported
+from jobs._core.process import spawn
 
 
 async def run(manager: JobManager, *argv: str, **spec: Any) -> tuple[bytes, bytes, int | None]:
@@ -145,3 +147,46 @@ async def test_failed_start_leaves_nothing_behind(manager: JobManager) -> None:
     assert set(os.listdir(manager.state_dir / "jobs")) == before
     info = await manager.start(JobSpec(("true",)), "alice")
     assert (await manager.wait(info.id, "alice")).state is JobState.EXITED
+
+
+def _failing(error: BaseException) -> Any:
+    def step() -> None:
+        raise error
+
+    return step
+
+
+@pytest.mark.parametrize(
+    ("error", "raised", "message"),
+    [
+        # Each step that fails in the child is named by what it said: subprocess
+        # itself only passes on "Exception occurred in preexec_fn".
+        (
+            OSError(errno.EPERM, "mounting /proc"),
+            LimitUnsupported,
+            "mounting /proc: Operation not permitted",
+        ),
+        (
+            PermissionError(errno.EACCES, os.strerror(errno.EACCES), "/sys/fs/cgroup/x/tasks"),
+            LimitUnsupported,
+            "Permission denied: '/sys/fs/cgroup/x/tasks'",
+        ),
+        (
+            PermissionError(errno.EACCES, os.strerror(errno.EACCES), "/"),
+            CannotExecute,
+            "working directory '/': permission denied",
+        ),
+        (
+            PermissionError(errno.EACCES, os.strerror(errno.EACCES), "true"),
+            CannotExecute,
+            "command 'true': permission denied (not executable?)",
+        ),
+        (ValueError("no errno"), LimitUnsupported, "Exception occurred in preexec_fn"),
+    ],
+)
+async def test_a_failed_preexec_step_is_named(
+    error: BaseException, raised: type[Exception], message: str
+) -> None:
+    with pytest.raises(raised) as caught:
+        await spawn(["true"], {"PATH": "/usr/bin:/bin"}, "/", preexec=_failing(error))
+    assert message in str(caught.value)

@@ -305,7 +305,8 @@ def _reporting(preexec: Callable[[], None], fd: int) -> Callable[[], None]:
             preexec()
         except OSError as exc:
             name = os.fsencode(exc.filename) if exc.filename is not None else b""
-            os.write(fd, str(exc.errno or 0).encode() + b"\0" + name)
+            text = str(exc.strerror or "").encode(errors="replace")
+            os.write(fd, b"\0".join((str(exc.errno or 0).encode(), text, name)))
             raise
 
     return run
@@ -324,9 +325,8 @@ def _read_report(fd: int) -> OSError | None:
         data = b""
     if not data:
         return None
-    number, _, name = data.partition(b"\0")
-    code = int(number)
-    return OSError(code, os.strerror(code), os.fsdecode(name) if name else None)
+    number, text, name = data.split(b"\0", 2)
+    return OSError(int(number), text.decode(), os.fsdecode(name) if name else None)
 
 
 def _preexec_error(
@@ -342,8 +342,12 @@ def _preexec_error(
         return LimitUnsupported("the job's cgroup or namespaces", str(raised))
     if reported.filename is not None and reported.filename in (cwd, command[0]):
         return explain_exec_error(reported, command, env, cwd)
+    # "mounting /proc: Operation not permitted", "Permission denied: '/sys/...'".
+    reason = os.strerror(reported.errno) if reported.errno else ""
+    if reported.strerror and reported.strerror != reason:
+        reason = f"{reported.strerror}: {reason}" if reason else reported.strerror
     where = f": {echo(reported.filename)}" if reported.filename else ""
-    return LimitUnsupported("the job's cgroup or namespaces", f"{reported.strerror}{where}")
+    return LimitUnsupported("the job's cgroup or namespaces", f"{reason}{where}")
 
 
 def enter(cwd: str) -> Callable[[], None]:
