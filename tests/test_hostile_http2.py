@@ -8,16 +8,24 @@ answered any call UNKNOWN or INTERNAL.)
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import ssl
+from pathlib import Path
 
+import anyio
 import pytest
 from grpclib.const import Status
+from grpclib.exceptions import GRPCError
 from h2.errors import ErrorCodes
-from harness import RunningServer
+from harness import RunningServer, serving
 from hostile import EMPTY_MESSAGE, HEALTH, PREFACE, frame, frame_header, raw_peer, request_headers
+from pki_fixtures import Certificates
 
 from gen import service_pb2 as wire
 from gen.jobs import v1
+from jobs._tls import client_context
+from jobs.client import ConnectionFailed, connection_errors
 
 METHODS = ["Run", "Stop", "Status", "List", "Logs", "Wait"]
 
@@ -258,3 +266,33 @@ async def test_short_deadlines(server: RunningServer, method: str, timeout: str)
         headers = request_headers(f"/jobs.v1.JobService/{method}", grpc_timeout=timeout)
         outcome = await peer.outcome(await peer.request(headers, body))
     assert outcome.status in (Status.OK.value, Status.DEADLINE_EXCEEDED.value), outcome
+
+
+async def test_a_peer_that_never_closes_tls_frees_its_slot_in_the_handshake_timeout(
+    test_pki: Certificates, tmp_path: Path
+) -> None:
+    # The server closes a connection on a frame over the size limit, and waits for
+    # the peer's TLS close_notify, which this peer never sends (nor reads anything).
+    # Meanwhile the connection holds its address's one slot: for the handshake
+    # timeout, not asyncio's 30 s default.
+    options = ("--max-connections=1", "--handshake-timeout=2s")
+    async with serving(test_pki, tmp_path / "state", *options) as server:
+        files = test_pki.clients["alice"]
+        context = client_context(test_pki.ca, files.cert, files.key)
+        silent = await anyio.connect_tcp(
+            server.host, server.port, ssl_context=context, tls_hostname="localhost"
+        )
+        try:
+            await silent.send(PREFACE + frame(4) + frame(99, b"x" * 20_000))
+            with anyio.fail_after(10):  # well under asyncio's 30 s
+                while True:
+                    try:
+                        async with server.stub() as stub:
+                            with connection_errors(server.address):
+                                await stub.list(v1.ListRequest())
+                        break
+                    except (ConnectionFailed, ConnectionError, GRPCError):  # the slot is held
+                        await anyio.sleep(0.1)
+        finally:
+            with contextlib.suppress(ssl.SSLError, anyio.BrokenResourceError, OSError):
+                await silent.aclose()

@@ -116,6 +116,10 @@ class Listener:
                 conn,
                 ssl=self.context,
                 ssl_handshake_timeout=self._handshake_timeout,
+                # A peer gets as long to close TLS as it had to open it; asyncio's
+                # default waits 30 s for a close_notify that a dead or hostile peer
+                # never sends, and the connection holds its address's slot meanwhile.
+                ssl_shutdown_timeout=self._handshake_timeout,
             )
         except asyncio.CancelledError:
             # The transport that owns the socket closes it.
