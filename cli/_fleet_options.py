@@ -12,6 +12,8 @@ from typing import Any, TypeVar
 
 import asyncclick as click
 
+from ._settings import etcd_tls_options
+
 __all__ = [
     "DEFAULT_HOST_TIMEOUT",
     "DEFAULT_PARALLEL",
@@ -110,24 +112,7 @@ def fleet_options(command: F) -> F:
                 metavar="etcd://HOST:PORT[/PREFIX]",
                 help="Also the servers registered in etcd. [env: JOBS_DISCOVER]",
             ),
-            click.option(
-                "--discover-ca",
-                envvar="JOBS_DISCOVER_CA",
-                type=click.Path(dir_okay=False, path_type=Path),
-                help="Talk TLS to etcd, verifying it against this CA. [env: JOBS_DISCOVER_CA]",
-            ),
-            click.option(
-                "--discover-cert",
-                envvar="JOBS_DISCOVER_CERT",
-                type=click.Path(dir_okay=False, path_type=Path),
-                help="Client certificate for etcd. [env: JOBS_DISCOVER_CERT]",
-            ),
-            click.option(
-                "--discover-key",
-                envvar="JOBS_DISCOVER_KEY",
-                type=click.Path(dir_okay=False, path_type=Path),
-                help="Its private key. [env: JOBS_DISCOVER_KEY]",
-            ),
+            etcd_tls_options("--discover", "JOBS_DISCOVER"),
             click.option(
                 "--host-timeout",
                 default=f"{DEFAULT_HOST_TIMEOUT:g}s",

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import getpass
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import asyncclick as click
 
 __all__ = [
     "DEFAULT_ADDR",
+    "etcd_tls_options",
     "home",
     "local_user",
     "parse_address",
@@ -18,6 +21,8 @@ __all__ = [
 ]
 
 DEFAULT_ADDR = "127.0.0.1:50051"
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def home() -> Path:
@@ -66,3 +71,29 @@ role_oid_option = click.option(
     show_default="the jobs role OID (pki.DEFAULT_ROLE_OID)",
     help="OID of the role extension. [env: JOBS_ROLE_OID]",
 )
+
+
+def etcd_tls_options(option: str, env: str) -> Callable[[F], F]:
+    """``OPTION-ca``, ``OPTION-cert`` and ``OPTION-key`` (and ``ENV_CA``...): etcd's
+    TLS files for ``serve --register`` and the client's ``--discover``."""
+    path = click.Path(dir_okay=False, path_type=Path)
+    options = [
+        click.option(
+            f"{option}-{name}",
+            envvar=f"{env}_{name.upper()}",
+            type=path,
+            help=f"{text} [env: {env}_{name.upper()}]",
+        )
+        for name, text in (
+            ("ca", "Talk TLS to etcd, verifying it against this CA."),
+            ("cert", "Client certificate for etcd."),
+            ("key", "Its private key."),
+        )
+    ]
+
+    def decorate(command: F) -> F:
+        for add in reversed(options):
+            command = add(command)
+        return command
+
+    return decorate

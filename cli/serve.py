@@ -45,7 +45,15 @@ from jobs.server import serve as run_server
 from ._errors import CliError
 from ._etcd_tls import etcd_tls
 from ._params import DURATION, SIZE
-from ._settings import DEFAULT_ADDR, home, local_user, parse_address, pki_dir, role_oid_option
+from ._settings import (
+    DEFAULT_ADDR,
+    etcd_tls_options,
+    home,
+    local_user,
+    parse_address,
+    pki_dir,
+    role_oid_option,
+)
 
 __all__ = ["serve"]
 
@@ -179,24 +187,7 @@ def _name(ctx: click.Context, param: click.Parameter, value: str | None) -> str:
     envvar="JOBS_REGISTER",
     help="Keep this server registered in etcd as PREFIX/NAME (prefix: jobs/). [env: JOBS_REGISTER]",
 )
-@click.option(
-    "--register-ca",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar="JOBS_REGISTER_CA",
-    help="Talk TLS to etcd, verifying it against this CA. [env: JOBS_REGISTER_CA]",
-)
-@click.option(
-    "--register-cert",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar="JOBS_REGISTER_CERT",
-    help="Client certificate for etcd. [env: JOBS_REGISTER_CERT]",
-)
-@click.option(
-    "--register-key",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar="JOBS_REGISTER_KEY",
-    help="Its private key. [env: JOBS_REGISTER_KEY]",
-)
+@etcd_tls_options("--register", "JOBS_REGISTER")
 @click.option(
     "--register-ttl",
     type=click.IntRange(min=2),

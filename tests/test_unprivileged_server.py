@@ -140,7 +140,7 @@ async def test_jobs_run_as_the_server_with_none_of_its_capabilities(
             "jobs may not run as user 'daemon' on this server",
         ),
         (
-            pb.RunRequest(command=["true"], isolation=[pb.Namespace.PID]),
+            pb.RunRequest(command=["true"], isolation=[pb.Namespace["PID"]]),
             Status.FAILED_PRECONDITION,
             "namespaces need a server running as root",
         ),
