@@ -8,7 +8,7 @@ import contextlib
 import functools
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -146,17 +146,26 @@ _NEVER = (Status.UNKNOWN, Status.INTERNAL)
 
 
 class ServerProcess(JobsServer):
-    """`jobs serve` on an ephemeral port with the test PKI and a given state directory
-    (jobs.testing's server, with the test PKI's `alice` as its client).
+    """`jobs serve` on ``host`` (127.0.0.1) port 0 with the test PKI and a given state
+    directory (jobs.testing's server, with the test PKI's clients; ``env`` adds to
+    its environment).
 
     Its jobs run as root when the suite does (see ``TEST_USERS``), unless
-    ``options`` give a ``--default-user``.
+    ``options`` give a ``--default-user``. Another server identity is another
+    ``pki``: ``dataclasses.replace(test_pki, server=Files(cert, key))``.
     """
 
-    def __init__(self, pki: Certificates, state: Path, *options: str) -> None:
+    def __init__(
+        self,
+        pki: Certificates,
+        state: Path,
+        *options: str,
+        host: str = "127.0.0.1",
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         if ROOT and not any(o.startswith("--default-user") for o in options):
             options = (*options, "--default-user=root")
-        super().__init__(state, pki, *options)
+        super().__init__(state, pki, *options, host=host, env=env)
         self.pki = pki
         self.state = state
 
@@ -165,6 +174,12 @@ class ServerProcess(JobsServer):
             await super().start()
         except ServerDidNotStart as exc:
             pytest.fail(str(exc))
+
+    async def wait_log(self, text: bytes, timeout: float = 20) -> None:
+        """Wait until the server's log contains ``text``."""
+        with anyio.fail_after(timeout):
+            while text not in self.log:  # noqa: ASYNC110 -- a thread reads the log
+                await anyio.sleep(0.05)
 
     @contextlib.asynccontextmanager
     async def stub(self, client: str = "alice") -> AsyncIterator[JobServiceStub]:
@@ -177,14 +192,18 @@ class ServerProcess(JobsServer):
 
 
 @contextlib.asynccontextmanager
-async def serving(pki: Certificates, state: Path, *options: str) -> AsyncIterator[ServerProcess]:
-    """A ``ServerProcess`` for the block; leaving stops it and checks it exited 0."""
-    server = ServerProcess(pki, state, *options)
+async def serving(
+    pki: Certificates, state: Path, *options: str, env: Mapping[str, str] | None = None
+) -> AsyncIterator[ServerProcess]:
+    """A ``ServerProcess`` for the block; leaving stops it unless the block did, and
+    checks it exited 0."""
+    server = ServerProcess(pki, state, *options, env=env)
     await server.start()
     try:
         yield server
     finally:
-        assert await server.stop() == 0
+        if server.process is not None:
+            assert await server.stop() == 0
 
 
 # -- reading a job's output -----------------------------------------------------------

@@ -23,7 +23,7 @@ from jobs._core.manager import cgroup_scope
 
 
 @pytest.fixture
-async def serve_process(test_pki: Certificates, tmp_path: Path) -> AsyncIterator[ServerProcess]:
+async def server_process(test_pki: Certificates, tmp_path: Path) -> AsyncIterator[ServerProcess]:
     server = ServerProcess(test_pki, tmp_path / "state", "--grace=1s")
     await server.start()
     try:
@@ -45,18 +45,18 @@ async def collect(stub: pb.JobServiceStub, job_id: str, offset: int = 0) -> tupl
 
 
 async def test_history_and_output_survive_a_restart(
-    serve_process: ServerProcess, tmp_path: Path
+    server_process: ServerProcess, tmp_path: Path
 ) -> None:
     payload = os.urandom(3_000_000)
     (tmp_path / "blob").write_bytes(payload)
-    async with serve_process.stub() as stub:
+    async with server_process.stub() as stub:
         job = (
             await stub.run(pb.RunRequest(command=["sh", "-c", f"cat {tmp_path}/blob; exit 4"]))
         ).job
         before = (await stub.wait(pb.WaitRequest(job_id=job.id))).job
-    assert await serve_process.stop() == 0
-    await serve_process.start()
-    async with serve_process.stub() as stub:
+    assert await server_process.stop() == 0
+    await server_process.start()
+    async with server_process.stub() as stub:
         after = (await stub.status(pb.StatusRequest(job_id=job.id))).job
         assert after == before
         assert (after.state, after.exit_code) == (pb.JobState.EXITED, 4)
@@ -67,32 +67,32 @@ async def test_history_and_output_survive_a_restart(
 
 @needs_cgroups  # the setsid escapee is found through the job's cgroup
 async def test_a_crash_leaves_the_job_lost_and_nothing_running(
-    serve_process: ServerProcess,
+    server_process: ServerProcess,
 ) -> None:
     script = "setsid sleep 3600 < /dev/null > /dev/null 2>&1 & echo $!; exec sleep 3600"
-    async with serve_process.stub() as stub:
+    async with server_process.stub() as stub:
         job = (await stub.run(pb.RunRequest(command=["sh", "-c", script]))).job
         async for message in stub.logs(pb.LogsRequest(job_id=job.id, follow=True)):
             escapee = int(message.data)
             break
-    assert await serve_process.stop(signal.SIGKILL) == -signal.SIGKILL
+    assert await server_process.stop(signal.SIGKILL) == -signal.SIGKILL
     assert not process_gone(job.pid)  # the crash itself kills no job
     assert not process_gone(escapee)
-    await serve_process.start()
-    async with serve_process.stub() as stub:
+    await server_process.start()
+    async with server_process.stub() as stub:
         lost = (await stub.status(pb.StatusRequest(job_id=job.id))).job
     assert lost.state is pb.JobState.LOST
     assert process_gone(job.pid)
     assert process_gone(escapee)
-    scope = cgroup_scope(serve_process.state)
+    scope = cgroup_scope(server_process.state)
     assert not [p for p in CGROUP_ROOT.glob(f"*/{scope}/*") if p.is_dir()]
 
 
 async def test_sigterm_under_load_ends_every_call_with_a_status(
-    serve_process: ServerProcess,
+    server_process: ServerProcess,
 ) -> None:
     outcomes: list[object] = []
-    async with serve_process.stub() as stub:
+    async with server_process.stub() as stub:
         jobs = [
             (
                 await stub.run(
@@ -114,26 +114,26 @@ async def test_sigterm_under_load_ends_every_call_with_a_status(
                 tg.start_soon(wait, job.id)
             await anyio.sleep(0.5)
             started = time.monotonic()
-            assert await serve_process.stop() == 0
+            assert await server_process.stop() == 0
             elapsed = time.monotonic() - started
     assert elapsed < 1 + 5  # the grace, plus a few seconds
     assert sorted(map(str, outcomes)) == sorted(
         map(str, [(b"up\n", 0), (b"", 0), pb.JobState.SHUTDOWN, pb.JobState.SHUTDOWN])
     )
-    await serve_process.start()
-    async with serve_process.stub() as stub:
+    await server_process.start()
+    async with server_process.stub() as stub:
         for job in jobs:
             final = (await stub.status(pb.StatusRequest(job_id=job.id))).job
             assert final.state is pb.JobState.SHUTDOWN
             assert process_gone(job.pid)
 
 
-async def test_400_mb_of_output_keeps_the_server_small(serve_process: ServerProcess) -> None:
-    async with serve_process.stub() as stub:
+async def test_400_mb_of_output_keeps_the_server_small(server_process: ServerProcess) -> None:
+    async with server_process.stub() as stub:
         job = (await stub.run(pb.RunRequest(command=["head", "-c", "400M", "/dev/zero"]))).job
         final = (await stub.wait(pb.WaitRequest(job_id=job.id))).job
     assert final.output_bytes == 400 << 20
-    assert serve_process.rss_peak() < 200 << 20
+    assert server_process.rss_peak() < 200 << 20
 
 
 async def test_a_follower_crossing_the_retention_cap(
@@ -225,9 +225,9 @@ async def test_history_age_forgets_ended_jobs_past_it_and_never_running_ones(
 
 
 async def test_resume_after_a_dropped_connection_has_no_gap_and_no_duplicate(
-    serve_process: ServerProcess,
+    server_process: ServerProcess,
 ) -> None:
-    async with serve_process.stub() as stub:
+    async with server_process.stub() as stub:
         job = (
             await stub.run(
                 pb.RunRequest(command=["sh", "-c", "seq 1 200000; sleep 0.5; seq 1 1000"])

@@ -14,9 +14,8 @@ import pytest
 from grpclib.client import Channel
 from grpclib.health.v1.health_grpc import HealthStub
 from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
-from harness import JOBS
+from harness import JOBS, serving
 from pki_fixtures import Certificates
-from serve_process import ServeProcess, serving
 
 from jobs import InvalidArgument, JobSpec, ManagerSettings
 from jobs.server import ServerConfig, Serving, serve
@@ -139,17 +138,19 @@ async def test_cli_refuses_a_public_health_port(tmp_path: Path) -> None:
 
 async def test_sd_notify_ready_then_stopping(test_pki: Certificates, tmp_path: Path) -> None:
     path = tmp_path / "notify.sock"
-    async with await anyio.create_unix_datagram_socket(local_path=path) as sock:
-        server = ServeProcess(test_pki, tmp_path / "state", env={"NOTIFY_SOCKET": str(path)})
-        async with serving(server):
-            with anyio.fail_after(10):
-                ready, _ = await sock.receive()
-            assert ready.split(b"\n")[0] == b"READY=1"
-            assert f"STATUS=serving on 127.0.0.1:{server.port}".encode() in ready.split(b"\n")
-            assert await server.stop() == 0
-            with anyio.fail_after(10):
-                stopping, _ = await sock.receive()
-            assert stopping.split(b"\n")[0] == b"STOPPING=1"
+    notify_env = {"NOTIFY_SOCKET": str(path)}
+    async with (
+        await anyio.create_unix_datagram_socket(local_path=path) as sock,
+        serving(test_pki, tmp_path / "state", env=notify_env) as server,
+    ):
+        with anyio.fail_after(10):
+            ready, _ = await sock.receive()
+        assert ready.split(b"\n")[0] == b"READY=1"
+        assert f"STATUS=serving on 127.0.0.1:{server.port}".encode() in ready.split(b"\n")
+        assert await server.stop() == 0
+        with anyio.fail_after(10):
+            stopping, _ = await sock.receive()
+        assert stopping.split(b"\n")[0] == b"STOPPING=1"
 
 
 async def test_sd_notify_abstract_socket_and_no_socket(

@@ -14,9 +14,8 @@ import anyio
 import pytest
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
-from harness import CGROUP_V1, JOBS, NAMESPACES, RunningServer, running_server
+from harness import CGROUP_V1, JOBS, NAMESPACES, RunningServer, running_server, serving
 from pki_fixtures import Certificates
-from serve_process import ServeProcess, serving
 
 from gen.jobs import v1 as pb
 from jobs import InvalidArgument
@@ -185,8 +184,11 @@ async def test_bad_identity_options_are_one_line(tmp_path: Path, option: str, me
 async def test_default_name_is_the_host_name_and_env_sets_labels(
     test_pki: Certificates, tmp_path: Path
 ) -> None:
-    plain = ServeProcess(test_pki, tmp_path / "state", env={"JOBS_SERVER_LABELS": "tier=db zone=b"})
-    async with serving(plain), plain.stub("alice-ro") as stub:
+    labels = {"JOBS_SERVER_LABELS": "tier=db zone=b"}
+    async with (
+        serving(test_pki, tmp_path / "state", env=labels) as plain,
+        plain.stub("alice-ro") as stub,
+    ):
         info = await stub.info(pb.InfoRequest())
     assert info.name == socket.gethostname()
     assert (info.labels["tier"], info.labels["zone"]) == ("db", "b")

@@ -4,14 +4,15 @@ scope; stopping one and crashing another leaves the others' jobs alone."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
+from dataclasses import replace
 from pathlib import Path
 
 import anyio
 import pytest
-from harness import JOBS, process_gone
-from pki_fixtures import Certificates
-from serve_process import ServeProcess, serving
+from harness import JOBS, ServerProcess, process_gone
+from pki_fixtures import Certificates, Files
 
 from gen.jobs import v1 as pb
 
@@ -36,17 +37,19 @@ async def test_eight_servers_on_one_machine_keep_their_jobs_apart(
     for n, host in enumerate(HOSTS):
         cert, key = await issue_server_certificate(test_pki, tmp_path / "pki", f"host{n}", host)
         servers.append(
-            ServeProcess(
-                test_pki,
+            ServerProcess(
+                replace(test_pki, server=Files(cert, key)),
                 tmp_path / f"state{n}",
                 f"--name=host{n}",
                 "--grace=1s",
                 host=host,
-                cert=cert,
-                key=key,
             )
         )
-    async with serving(*servers) as tg:
+    # Leaving stops (gracefully) whichever still run, so that their jobs stop too.
+    async with contextlib.AsyncExitStack() as running:
+        async with anyio.create_task_group() as starting:  # all at once
+            for server in servers:
+                starting.start_soon(running.enter_async_context, server)
         jobs: dict[int, pb.Job] = {}
         for n, server in enumerate(servers):
             # The client verifies each server's certificate for its own address.
@@ -71,7 +74,7 @@ async def test_eight_servers_on_one_machine_keep_their_jobs_apart(
         await servers[1].stop(signal.SIGKILL)
         assert not process_gone(jobs[1].pid)
         await still_running([2, 3, 4, 5, 6, 7])
-        await servers[1].start(tg)
+        await servers[1].start()
         assert process_gone(jobs[1].pid)
         async with servers[1].stub() as stub:
             lost = (await stub.status(pb.StatusRequest(job_id=jobs[1].id))).job
@@ -81,7 +84,7 @@ async def test_eight_servers_on_one_machine_keep_their_jobs_apart(
         # And a crash of another while one restarted: still nobody else's jobs.
         await servers[2].stop(signal.SIGKILL)
         await still_running([3, 4, 5, 6, 7])
-        await servers[2].start(tg)
+        await servers[2].start()
         assert process_gone(jobs[2].pid)
         await still_running([3, 4, 5, 6, 7])
 

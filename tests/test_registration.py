@@ -11,9 +11,8 @@ from pathlib import Path
 import anyio
 import pytest
 from etcd_harness import EtcdServer, EtcdTls, etcd_server
-from harness import JOBS
+from harness import JOBS, ServerProcess
 from pki_fixtures import Certificates
-from serve_process import ServeProcess, serving
 
 from gen.jobs import v1 as pb
 from gen.jobs.v1 import InfoRequest
@@ -37,8 +36,10 @@ async def wait_for_key(
             await anyio.sleep(0.05)
 
 
-def server(test_pki: Certificates, tmp_path: Path, etcd: EtcdServer, *options: str) -> ServeProcess:
-    return ServeProcess(
+def server(
+    test_pki: Certificates, tmp_path: Path, etcd: EtcdServer, *options: str
+) -> ServerProcess:
+    return ServerProcess(
         test_pki,
         tmp_path / "state",
         f"--register={etcd.url}",
@@ -52,7 +53,7 @@ async def test_registers_as_etcd_naming_says_and_deregisters_on_stop(
 ) -> None:
     web = server(test_pki, tmp_path, etcd, "--name=web-1", "--label=tier=web", "--label=zone=a")
     web.options = (f"--register={etcd.url}/fleet/eu", *web.options[1:])
-    async with etcd.client() as client, serving(web):
+    async with etcd.client() as client, web:
         found = await wait_for_key(client, "fleet/eu/web-1")
         assert found is not None
         assert found.lease != 0
@@ -77,7 +78,7 @@ async def test_a_key_deleted_under_a_live_lease_is_put_back(
 ) -> None:
     web = server(test_pki, tmp_path, etcd, "--name=h1")
     neighbour = server(test_pki, tmp_path / "n", etcd, "--name=h10")  # h1 is its prefix
-    async with etcd.client() as client, serving(web), serving(neighbour):
+    async with etcd.client() as client, web, neighbour:
         first = await wait_for_key(client, "jobs/h1")
         assert first is not None
         assert await wait_for_key(client, "jobs/h10") is not None
@@ -97,7 +98,7 @@ async def test_delisted_before_its_jobs_are_stopped(
     test_pki: Certificates, tmp_path: Path, etcd: EtcdServer
 ) -> None:
     stopping = server(test_pki, tmp_path, etcd, "--name=stopping", "--grace=4s")
-    async with etcd.client() as client, serving(stopping):
+    async with etcd.client() as client, stopping:
         await wait_for_key(client, "jobs/stopping")
         async with stopping.stub() as stub:
             # Ignores SIGTERM: the server's shutdown lasts the whole grace.
@@ -120,7 +121,7 @@ async def test_advertise_is_what_is_registered(
     test_pki: Certificates, tmp_path: Path, etcd: EtcdServer
 ) -> None:
     public = server(test_pki, tmp_path, etcd, "--name=public", "--advertise=jobs.example.com:443")
-    async with etcd.client() as client, serving(public):
+    async with etcd.client() as client, public:
         found = await wait_for_key(client, "jobs/public")
         assert found is not None
         assert json.loads(found.value)["Addr"] == "jobs.example.com:443"
@@ -130,7 +131,7 @@ async def test_a_crashed_server_disappears_when_its_lease_expires(
     test_pki: Certificates, tmp_path: Path, etcd: EtcdServer
 ) -> None:
     crashing = server(test_pki, tmp_path, etcd, "--name=crashing", "--register-ttl=3")
-    async with etcd.client() as client, serving(crashing):
+    async with etcd.client() as client, crashing:
         await wait_for_key(client, "jobs/crashing")
         await crashing.stop(signal.SIGKILL)
         killed = time.monotonic()
@@ -144,7 +145,7 @@ async def test_etcd_restarts_and_losses_never_stop_the_server(
     test_pki: Certificates, tmp_path: Path, etcd: EtcdServer
 ) -> None:
     survivor = server(test_pki, tmp_path, etcd, "--name=survivor")
-    async with etcd.client() as client, serving(survivor):
+    async with etcd.client() as client, survivor:
         first = await wait_for_key(client, "jobs/survivor")
         assert first is not None
 
@@ -180,7 +181,7 @@ async def test_etcd_down_at_start_does_not_stop_the_server(
     (tmp_path / "etcd").mkdir()
     etcd = EtcdServer(tmp_path / "etcd")  # not started yet
     early = server(test_pki, tmp_path, etcd, "--name=early")
-    async with serving(early):
+    async with early:
         async with early.stub("alice-ro") as stub:
             assert (await stub.info(InfoRequest())).name == "early"
         await early.wait_log(b"retrying in")
@@ -212,7 +213,7 @@ async def test_registers_over_etcd_tls(
         )
         async with (
             etcd.client(cert=etcd_tls.client_cert, key=etcd_tls.client_key) as client,
-            serving(secure),
+            secure,
         ):
             assert await wait_for_key(client, "jobs/secure") is not None
             await secure.stop()
