@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import signal
 import socket
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -13,12 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
-import anyio.abc
 import pytest
 from harness import JOBS
 from pki_fixtures import Certificates
 
 import pki
+from jobs.testing import STOP_TIMEOUT, JobsServer, PemFiles, ServerDidNotStart
 
 FLEET_ADDRESSES = [f"127.0.0.{n}" for n in range(2, 10)]
 # For servers a test starts (and stops) itself.
@@ -38,58 +37,46 @@ def free_port(host: str) -> int:
         return int(sock.getsockname()[1])
 
 
-@dataclass
-class FleetServer:
-    """One ``jobs serve`` of the fleet."""
+class FleetServer(JobsServer):
+    """One ``jobs serve`` of the fleet: a name and labels, on its own loopback address.
 
-    name: str
-    host: str
-    labels: Mapping[str, str]
-    state: Path
-    options: Sequence[str] = ()
-    port: int = 0
-    process: anyio.abc.Process | None = None
-    log: bytes = b""
+    ``start`` takes the fleet's server identity (a certificate for every fleet
+    address) and CA. ``stop`` resumes a server a test stopped with SIGSTOP first.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        host: str,
+        labels: Mapping[str, str],
+        state: Path,
+        options: Sequence[str] = (),
+    ) -> None:
+        identity = (f"--label={k}={v}" for k, v in labels.items())
+        super().__init__(
+            state, None, "--grace=2s", f"--name={name}", *identity, *options, host=host
+        )
+        self.name = name
+        self.labels = labels
 
     @property
     def addr(self) -> str:
-        return f"{self.host}:{self.port}"
+        return self.address
 
-    async def start(self, cert: tuple[Path, Path], ca: Path) -> None:
-        command = [
-            JOBS,
-            "serve",
-            f"--listen={self.host}:0",
-            f"--ca={ca}",
-            f"--cert={cert[0]}",
-            f"--key={cert[1]}",
-            f"--state-dir={self.state}",
-            "--grace=2s",
-            f"--name={self.name}",
-            *(f"--label={k}={v}" for k, v in self.labels.items()),
-            *self.options,
-        ]
-        self.process = await anyio.open_process(command, stdout=None)
-        assert self.process.stderr is not None
-        pattern = rf"listening on {re.escape(self.host)}:(\d+)".encode()
-        with anyio.fail_after(30):
-            while not (found := re.search(pattern, self.log)):
-                try:
-                    self.log += await self.process.stderr.receive()
-                except anyio.EndOfStream:
-                    pytest.fail(f"jobs serve ended early:\n{self.log.decode()}")
-        self.port = int(found[1])
+    async def start(self, cert: tuple[Path, Path] | None = None, ca: Path | None = None) -> None:
+        if cert is not None and ca is not None:
+            self.server_files, self.ca = PemFiles(*cert), ca
+        try:
+            await super().start()
+        except ServerDidNotStart as exc:
+            pytest.fail(str(exc))
 
-    async def stop(self) -> None:
+    async def stop(self, sig: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT) -> int:
         if self.process is None:
-            return
+            return 0
         with contextlib.suppress(ProcessLookupError):
             self.process.send_signal(signal.SIGCONT)
-            self.process.send_signal(signal.SIGTERM)
-        with anyio.fail_after(30):
-            await self.process.wait()
-        await self.process.aclose()
-        self.process = None
+        return await super().stop(sig, timeout)
 
 
 def inventory_text(entries: Sequence[tuple[str, str, Mapping[str, str]]]) -> str:
