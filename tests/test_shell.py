@@ -200,3 +200,37 @@ async def _completions(sh: Shell, words: list[str]) -> set[str]:
     output, status = await sh.run(line)
     assert status == 0, output
     return set(re.findall(r"<([^<>\s]+)>", output)) - {"%s", "$1"}
+
+
+def _readme_tour() -> list[str]:
+    """The README's tour: the lines of its first shell block after the set-up line."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    after = readme.split("Then, with `jobs serve` running:", 1)[1]
+    block = after.split("```sh\n", 1)[1].split("```", 1)[0]
+    return [line for line in block.splitlines() if line.strip()]
+
+
+@_needs("bash")
+async def test_the_readme_tour_works_pasted_into_bash(server: RunningServer) -> None:
+    tour = _readme_tour()
+    assert len(tour) >= 10, tour
+    async with shell("bash", server) as sh:
+        output, status = await sh.run(SETUP["bash"])
+        assert status == 0, output
+        outputs = {}
+        for line in tour:
+            output, status = await sh.run(line)
+            assert status == 0, (line, output)
+            assert "no such job" not in output, (line, output)  # the builtin answered
+            assert "Traceback" not in output, (line, output)
+            outputs[line.split("#")[0].strip()] = output
+    assert re.search(r"\n[0-9a-f]{8}\s+web\s+running", outputs["jobs ps"]), outputs["jobs ps"]
+    assert len(re.findall(r"^step \d+\r$", outputs["jobs logs --tail 5 build"], re.M)) == 5
+    stamped = r"^\d{4}-\d\d-\d\dT[\d:.]+Z step 30\r$"  # followed to the end, -t's times
+    assert re.search(stamped, outputs["jobs logs -f -t --since 10s build"], re.M)
+    inspected = outputs["jobs inspect web build"]
+    assert '"name": "web"' in inspected
+    assert '"name": "build"' in inspected
+    timeout = next(out for line, out in outputs.items() if "--timeout 1s" in line)
+    assert "timed out after 1s" in timeout
+    assert "exit 143" in timeout
