@@ -29,7 +29,7 @@ from jobs.errors import InvalidSelector
 from ._client import Server
 from ._etcd_tls import etcd_tls
 from ._fleet_options import FleetOptions
-from ._render import age, columns, command_cell, job_document
+from ._render import job_document, table
 from ._settings import home, local_user, pki_dir
 
 __all__ = [
@@ -427,7 +427,7 @@ async def ps_fleet(
         documents = [{"host": host, **job_document(_wire(job))} for host, job in rows]
         click.echo(json.dumps({"jobs": documents}, indent=2))
     else:
-        click.echo(_table(rows))
+        click.echo(table([_wire(job) for _, job in rows], [host for host, _ in rows]))
     return status
 
 
@@ -523,20 +523,3 @@ async def logs_fleet(
         answers = await _on_hosts(options, server, pairs, stream)
         tg.cancel_scope.cancel()
     return _report(answers, [job_id], hosts)
-
-
-def _table(rows: Sequence[tuple[str, pb.Job]]) -> str:
-    """The ``ps --on`` table: HOST/ID, STATE, EXIT, AGE, COMMAND."""
-    lines = [("ID", "STATE", "EXIT", "AGE", "COMMAND")]
-    for host, job in rows:
-        ended = job.state not in (pb.JobState.RUNNING, pb.JobState.UNSPECIFIED)
-        lines.append(
-            (
-                f"{host}/{job.id[:8]}",
-                (pb.JobState(job.state).name or "unknown").lower(),
-                str(fleet.job_exit_code(job)) if ended else "-",
-                age(job.started_at.timestamp()),
-                command_cell(job.command),
-            )
-        )
-    return columns(lines)

@@ -166,19 +166,21 @@ def columns(rows: Sequence[Sequence[str]]) -> str:
     )
 
 
-def table(jobs: list[wire.Job]) -> str:
-    """The ``ps`` table: ID (8 characters), NAME, STATE, EXIT, AGE, COMMAND."""
+def table(jobs: Sequence[wire.Job], hosts: Sequence[str] | None = None) -> str:
+    """The ``ps`` table: ID (8 characters), NAME, STATE, EXIT, AGE, COMMAND; with
+    ``hosts`` (one per job, for ``ps --on``) the ids read ``HOST/ID``."""
     header = ("ID", "NAME", "STATE", "EXIT", "AGE", "COMMAND")
+    where = [f"{host}/" for host in hosts] if hosts is not None else [""] * len(jobs)
     rows = [
         (
-            short_id(job),
+            prefix + short_id(job),
             job.name or "-",
             state_name(job.state),
             _exit_column(job),
             age(job.started_at.seconds),
             command_cell(job.command),
         )
-        for job in jobs
+        for prefix, job in zip(where, jobs, strict=True)
     ]
     return columns([header, *rows])
 
