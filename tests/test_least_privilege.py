@@ -282,6 +282,20 @@ async def test_the_working_directory_and_command_are_the_users_to_reach(
             assert final.exit_code == 0
 
 
+async def test_a_home_the_user_may_not_enter_means_slash(dev_server: DevServer) -> None:
+    # The default working directory is the job's HOME, which the call may name; one
+    # the user cannot enter is no error (as login would), unlike a --cwd.
+    with open_directory() as directory:
+        private = directory / "private"
+        private.mkdir(mode=0o700)  # root's: nobody may not enter it
+        request = pb.RunRequest(command=["pwd"], env=[pb.EnvVar("HOME", str(private))])
+        async with dev_server.stub() as stub:
+            job = (await stub.run(request)).job
+            final = (await stub.wait(pb.WaitRequest(job_id=job.id))).job
+            out = b"".join([item.data async for item in stub.logs(pb.LogsRequest(job_id=job.id))])
+    assert (final.exit_code, out) == (0, b"/\n")
+
+
 @pytest.mark.parametrize(
     ("user", "status"),
     [

@@ -8,6 +8,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from harness import by_stream, read_chunks
 
@@ -182,11 +183,17 @@ def _failing(error: BaseException) -> Any:
             "command 'true': permission denied (not executable?)",
         ),
         (ValueError("no errno"), LimitUnsupported, "Exception occurred in preexec_fn"),
+        # Longer than a pipe holds: cut, never a child blocked on its report.
+        (
+            PermissionError(errno.EACCES, os.strerror(errno.EACCES), "/x" * 40_000),
+            LimitUnsupported,
+            "Permission denied: '/x/x/x",
+        ),
     ],
 )
 async def test_a_failed_preexec_step_is_named(
     error: BaseException, raised: type[Exception], message: str
 ) -> None:
-    with pytest.raises(raised) as caught:
+    with anyio.fail_after(10), pytest.raises(raised) as caught:
         await spawn(["true"], {"PATH": "/usr/bin:/bin"}, "/", preexec=_failing(error))
     assert message in str(caught.value)

@@ -139,9 +139,10 @@ class Job:
         if spec.isolation:
             steps.append(namespaces.preexec(spec.isolation))
         if (become := run_as.preexec()) is not None:
-            # Then the working directory again, as the user: one it may not enter
-            # is an error of the call, as it would be in a login shell.
-            steps += [become, enter(cwd)]
+            # Then the working directory again, as the user: one it was given but
+            # may not enter is an error of the call; a HOME it may not enter (the
+            # default, which the call's environment may name) means /, as login does.
+            steps += [become, enter(cwd, fallback=None if spec.cwd is not None else "/")]
         start = namespaces.spawn_with_init if Namespace.PID in spec.isolation else spawn
         return await start(spec.argv, env, cwd, preexec=_chain(steps), spawned=container.spawned)
 

@@ -236,11 +236,10 @@ async def spawn(
     """
     if cwd is not None:
         _check_cwd(cwd)
-    out_r, out_w = os.pipe2(os.O_CLOEXEC)
-    err_r, err_w = os.pipe2(os.O_CLOEXEC)
-    report_r, report_w = os.pipe2(os.O_CLOEXEC)
+    # A third pipe, when there is a preexec, for what a failed step says (_reporting).
+    (out_r, out_w), (err_r, err_w), *report = _pipes(2 if preexec is None else 3)
     if preexec is not None:
-        preexec = _reporting(preexec, report_w)
+        preexec = _reporting(preexec, report[0][1])
     try:
         for fd in (out_r, err_r):
             os.set_blocking(fd, False)
@@ -280,7 +279,7 @@ async def spawn(
     except subprocess.SubprocessError as exc:  # raised by preexec in the child
         os.close(out_r)
         os.close(err_r)
-        raise _preexec_error(_read_report(report_r), exc, command or argv, env, cwd) from None
+        raise _preexec_error(_read_report(report[0][0]), exc, command or argv, env, cwd) from None
     except BaseException:
         os.close(out_r)
         os.close(err_r)
@@ -288,17 +287,37 @@ async def spawn(
     finally:
         os.close(out_w)
         os.close(err_w)
-        os.close(report_w)
-        os.close(report_r)
+        for fd in report[0] if report else ():
+            os.close(fd)
     process = Process(popen, out_r, err_r, translate=translate)
     if spawned is not None:
         spawned(process)
     return process
 
 
+def _pipes(count: int) -> list[tuple[int, int]]:
+    """``count`` close-on-exec pipes; none left open when one cannot be made."""
+    made: list[tuple[int, int]] = []
+    try:
+        for _ in range(count):
+            made.append(os.pipe2(os.O_CLOEXEC))  # noqa: PERF401 -- kept one by one, for the clean-up
+    except OSError:
+        for pair in made:
+            for fd in pair:
+                os.close(fd)
+        raise
+    return made
+
+
+_REPORT_MAX = 4096
+"""Bytes of a report: one write the pipe takes whole (PIPE_BUF), so the child never
+blocks on it (a path is at most PATH_MAX, 4096, anyway)."""
+
+
 def _reporting(preexec: Callable[[], None], fd: int) -> Callable[[], None]:
-    """``preexec``, writing the errno and file name of an ``OSError`` it raises to
-    ``fd``: subprocess tells the parent only "Exception occurred in preexec_fn"."""
+    """``preexec``, writing the errno, message and file name of an ``OSError`` it
+    raises to ``fd``: subprocess tells the parent only "Exception occurred in
+    preexec_fn"."""
 
     def run() -> None:
         try:
@@ -306,27 +325,26 @@ def _reporting(preexec: Callable[[], None], fd: int) -> Callable[[], None]:
         except OSError as exc:
             name = os.fsencode(exc.filename) if exc.filename is not None else b""
             text = str(exc.strerror or "").encode(errors="replace")
-            os.write(fd, b"\0".join((str(exc.errno or 0).encode(), text, name)))
+            report = b"\0".join((str(exc.errno or 0).encode(), text, name))
+            os.write(fd, report[:_REPORT_MAX])
             raise
 
     return run
 
 
 def _read_report(fd: int) -> OSError | None:
-    """The ``OSError`` a preexec step reported through ``_reporting`` (None if none).
+    """The ``OSError`` a preexec step reported through ``_reporting`` (None if none,
+    or if it is not one).
 
     The child wrote it before subprocess heard of the failure, so it is there now:
     no waiting for an end of file another thread's fork may hold off.
     """
     os.set_blocking(fd, False)
     try:
-        data = os.read(fd, 65536)
-    except BlockingIOError:
-        data = b""
-    if not data:
+        number, text, name = os.read(fd, _REPORT_MAX).split(b"\0", 2)
+        return OSError(int(number), text.decode(errors="replace"), os.fsdecode(name) or None)
+    except (BlockingIOError, ValueError):
         return None
-    number, text, name = data.split(b"\0", 2)
-    return OSError(int(number), text.decode(), os.fsdecode(name) if name else None)
 
 
 def _preexec_error(
@@ -350,12 +368,18 @@ def _preexec_error(
     return LimitUnsupported("the job's cgroup or namespaces", f"{reason}{where}")
 
 
-def enter(cwd: str) -> Callable[[], None]:
+def enter(cwd: str, *, fallback: str | None = None) -> Callable[[], None]:
     """A preexec step entering ``cwd`` again, as whoever the child is by then:
-    subprocess enters it before the user is taken on, with the server's rights."""
+    subprocess enters it before the user is taken on, with the server's rights.
+    With ``fallback``, a ``cwd`` the child may not enter means ``fallback`` instead."""
 
     def chdir() -> None:
-        os.chdir(cwd)
+        try:
+            os.chdir(cwd)
+        except OSError:
+            if fallback is None:
+                raise
+            os.chdir(fallback)
 
     return chdir
 

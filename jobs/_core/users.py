@@ -63,43 +63,67 @@ class RunAs:
         Groups first, then the gid, then the uid: once the uid is dropped the
         child may no longer change the others. Setting all three uids (real,
         effective, saved) leaves the job no way back and no capability. A server
-        not running as root keeps its user, but its ambient capabilities (systemd's
-        ``AmbientCapabilities=``, given to bind a port) are not passed on to jobs.
+        not running as root keeps its user, but the capabilities it was given to
+        pass on (systemd's ``AmbientCapabilities=``, to bind a port) are not passed
+        on to jobs: emptying the inheritable set empties the ambient one with it.
         """
         if os.geteuid() != 0:
-            return _clear_ambient_capabilities if _ambient_capabilities() else None
-        uid, gid, groups = self.uid, self.gid, list(self.groups)
+            return _drop_inheritable_capabilities if _inheritable_capabilities() else None
+        name, uid, gid, groups = self.name, self.uid, self.gid, list(self.groups)
 
         def become() -> None:
-            os.setgroups(groups)
-            os.setresgid(gid, gid, gid)
-            os.setresuid(uid, uid, uid)
+            try:
+                os.setgroups(groups)
+                os.setresgid(gid, gid, gid)
+                os.setresuid(uid, uid, uid)
+            except OSError as exc:  # say which step: the parent only learns its errno
+                raise OSError(exc.errno, f"taking on user {name}") from None
 
         return become
 
 
-_PR_CAP_AMBIENT = 47
-_PR_CAP_AMBIENT_CLEAR_ALL = 4
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    ]
+
+
+_CAPABILITY_VERSION_3 = 0x20080522  # two _CapData: capabilities 0-31, then 32-63
 # Looked up now, in the parent: a child between fork and exec must not dlopen/dlsym.
-_prctl = ctypes.CDLL(None, use_errno=True).prctl
+_libc = ctypes.CDLL(None, use_errno=True)
+_capget, _capset = _libc.capget, _libc.capset
 
 
 @functools.cache
-def _ambient_capabilities() -> int:
-    """This process's ambient capability set, from /proc (0 when it cannot tell)."""
+def _inheritable_capabilities() -> int:
+    """This process's inheritable and ambient capability sets, from /proc, or'ed
+    (0 when it cannot tell)."""
+    found = 0
     try:
         with open("/proc/self/status") as status:
             for line in status:
-                if line.startswith("CapAmb:"):
-                    return int(line.split()[1], 16)
+                if line.startswith(("CapInh:", "CapAmb:")):
+                    found |= int(line.split()[1], 16)
     except (OSError, ValueError):
         pass
-    return 0
+    return found
 
 
-def _clear_ambient_capabilities() -> None:
-    if _prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "clearing the ambient capabilities")
+def _drop_inheritable_capabilities() -> None:
+    header = _CapHeader(_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    if _capget(ctypes.byref(header), data) != 0:
+        raise OSError(ctypes.get_errno(), "reading the server's capabilities")
+    for half in data:
+        half.inheritable = 0
+    if _capset(ctypes.byref(header), data) != 0:
+        raise OSError(ctypes.get_errno(), "dropping the server's inheritable capabilities")
 
 
 @dataclass(frozen=True, slots=True)
