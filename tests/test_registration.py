@@ -91,7 +91,7 @@ async def test_a_key_deleted_under_a_live_lease_is_put_back(
         await client.delete("jobs/h10")
         assert await wait_for_key(client, "jobs/h10", timeout=5) is not None
         assert (await client.get("jobs/h1")) is not None
-    assert web.log.count(b"jobs/h1 was deleted from etcd under a live lease") == 2
+    assert web.log.count(b"jobs/h1 was deleted under a live lease") == 2
 
 
 async def test_delisted_before_its_jobs_are_stopped(

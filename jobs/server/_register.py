@@ -100,13 +100,29 @@ async def _restore_when_deleted(
 ) -> None:
     """Put ``key`` back on ``lease`` each time it is deleted while the lease lives
     (by hand, by a tool cleaning up): the server is still there. ``LeaseLost`` when
-    the delete came with the lease's end."""
-    async with etcd.watch(key, start_revision=revision + 1) as events:
-        async for event in events:
-            # The watch covers the keys that start with ours too (jobs/h1, jobs/h10).
-            if event.key == key and event.kind is EventKind.DELETE:
-                log.warning("%s was deleted from etcd under a live lease: putting it back", key)
-                await etcd.put(key, value, lease=lease.id)
+    the delete came with the lease's end.
+
+    A watch that fails (compacted, cut by a proxy) is made again, after a look at
+    the key, without touching the lease: only the keep-alive decides that etcd is
+    gone.
+    """
+    while True:
+        try:
+            async with etcd.watch(key, start_revision=revision + 1) as events:
+                async for event in events:
+                    revision = event.revision
+                    # The watch covers the keys that start with ours too (jobs/h1, jobs/h10).
+                    if event.key == key and event.kind is EventKind.DELETE:
+                        log.warning("%s was deleted under a live lease: putting it back", key)
+                        revision = await etcd.put(key, value, lease=lease.id)
+        except LeaseLost:
+            raise
+        except EtcdError as exc:
+            log.info("watch of %s in etcd: %s; watching again", key, exc)
+            await anyio.sleep(RETRY_FIRST)
+            entries, revision = await etcd.range(key)
+            if not any(entry.key == key for entry in entries):
+                revision = await etcd.put(key, value, lease=lease.id)
 
 
 async def _deregister(etcd: Etcd, lease: Lease, key: str) -> None:
