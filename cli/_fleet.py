@@ -27,10 +27,9 @@ from jobs import fleet
 from jobs.errors import InvalidSelector
 
 from ._client import Server
-from ._etcd_tls import etcd_tls
 from ._fleet_options import FleetOptions
 from ._render import job_document, table
-from ._settings import home, local_user, pki_dir
+from ._settings import etcd_tls, home, local_user, pki_dir
 
 __all__ = [
     "Watch",
@@ -84,10 +83,7 @@ def _selection(options: FleetOptions, names: Sequence[str]) -> fleet.Selection:
 
 def _etcd_tls(options: FleetOptions) -> ssl.SSLContext | None:
     """TLS for ``--discover`` as ``--discover-ca/-cert/-key`` ask (None: plaintext)."""
-    tls = etcd_tls("--discover", options.discover_ca, options.discover_cert, options.discover_key)
-    if tls is not None and not options.discover:
-        raise click.UsageError("--discover-ca/--discover-cert/--discover-key need --discover")
-    return tls
+    return etcd_tls("--discover", options.discover_ca, options.discover_cert, options.discover_key)
 
 
 async def known_hosts(options: FleetOptions) -> list[fleet.Host]:
@@ -294,7 +290,7 @@ async def run_fleet(
             tg.cancel_scope.cancel()
     except anyio.get_cancelled_exc_class():
         if following := runner.following:  # Ctrl-C stops following, not the jobs
-            _warn(f"stopped following; still running: {', '.join(following)}")
+            _warn(f"stopped following; last seen running: {', '.join(following)}")
         raise
     finally:
         if outputs is not None:

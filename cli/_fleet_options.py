@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncclick as click
+from asyncclick.core import ParameterSource
 
 from ._settings import etcd_tls_options
 
@@ -72,15 +73,28 @@ def fleet_options(command: F) -> F:
         host_timeout: str,
         **kwargs: Any,
     ) -> Any:
+        tls = {"ca": discover_ca, "cert": discover_cert, "key": discover_key}
+        if discover is None:
+            # Given on the command line they are a mistake; exported (JOBS_DISCOVER_CA
+            # next to a JOBS_DISCOVER not set this time) they are not used.
+            source = click.get_current_context().get_parameter_source
+            typed = [
+                f"--discover-{k}"
+                for k, v in tls.items()
+                if v is not None and source(f"discover_{k}") is ParameterSource.COMMANDLINE
+            ]
+            if typed:
+                raise click.UsageError(f"{'/'.join(typed)} need --discover")
+            tls = dict.fromkeys(tls)
         options = FleetOptions(
             on,
             parallel,
             inventory,
             discover,
             host_timeout,
-            discover_ca=discover_ca,
-            discover_cert=discover_cert,
-            discover_key=discover_key,
+            discover_ca=tls["ca"],
+            discover_cert=tls["cert"],
+            discover_key=tls["key"],
         )
         return await command(*args, fleet=options, **kwargs)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import ssl
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -12,6 +13,7 @@ import asyncclick as click
 
 __all__ = [
     "DEFAULT_ADDR",
+    "etcd_tls",
     "etcd_tls_options",
     "home",
     "local_user",
@@ -97,3 +99,25 @@ def etcd_tls_options(option: str, env: str) -> Callable[[F], F]:
         return command
 
     return decorate
+
+
+def etcd_tls(
+    option: str, ca: Path | None, cert: Path | None, key: Path | None
+) -> ssl.SSLContext | None:
+    """The context for talking to etcd as ``OPTION-ca``, ``OPTION-cert`` and
+    ``OPTION-key`` say (``option`` is ``--register`` or ``--discover``); None when
+    none is given: plaintext."""
+    # Imported when asked for: the etcd client (grpclib stubs of etcd's API) is for
+    # --register and --discover alone.
+    from jobs._etcd import EtcdError, tls_context
+
+    from ._errors import CliError
+
+    if (cert is None) != (key is None):
+        raise click.UsageError(f"give {option}-cert and {option}-key together")
+    if ca is None and cert is None:
+        return None
+    try:
+        return tls_context(ca, cert, key)
+    except EtcdError as exc:
+        raise CliError(str(exc)) from None

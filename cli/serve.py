@@ -43,10 +43,10 @@ from jobs.server import (
 from jobs.server import serve as run_server
 
 from ._errors import CliError
-from ._etcd_tls import etcd_tls
 from ._params import DURATION, SIZE
 from ._settings import (
     DEFAULT_ADDR,
+    etcd_tls,
     etcd_tls_options,
     home,
     local_user,

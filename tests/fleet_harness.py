@@ -138,12 +138,16 @@ class Result:
 
 
 async def jobs(
-    fleet: Fleet, *args: str, inventory: Path | None = None, timeout: float = 50
+    fleet: Fleet,
+    *args: str,
+    inventory: Path | None = None,
+    timeout: float = 50,
+    env: Mapping[str, str] | None = None,
 ) -> Result:
-    """Run the real ``jobs`` console script with the fleet's environment."""
+    """Run the real ``jobs`` console script with the fleet's environment (and ``env``)."""
     with anyio.fail_after(timeout):
         done = await anyio.run_process(
-            [JOBS, *args], env=fleet.env(inventory), check=False, stdin=None
+            [JOBS, *args], env={**fleet.env(inventory), **(env or {})}, check=False, stdin=None
         )
     return Result(done.returncode, done.stdout, done.stderr)
 

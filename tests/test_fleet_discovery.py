@@ -222,6 +222,12 @@ async def test_discovery_over_etcd_tls(lone: Fleet, tmp_path: Path) -> None:
             assert "give --discover-cert and --discover-key together" in half.stderr.decode()
             alone = await jobs(lone, "hosts", flags[0])
             assert alone.status == 2
-            assert "need --discover" in alone.stderr.decode()
+            assert "--discover-ca need --discover" in alone.stderr.decode()
+            # Exported without JOBS_DISCOVER (a missing file, even): not used, no error.
+            exported = await jobs(lone, "hosts", env={"JOBS_DISCOVER_CA": "/nonexistent/ca.crt"})
+            assert exported.err_lines == [  # the empty inventory's answer, as without it
+                "jobs: no hosts are known: write $JOBS_HOME/hosts.toml (or JOBS_INVENTORY), "
+                "or pass --discover etcd://HOST:PORT"
+            ]
         finally:
             await secure.stop()
