@@ -415,8 +415,8 @@ async def test_ctrl_c_stops_following_the_fleet_not_its_jobs(fleet: Fleet) -> No
                 stderr += piece
     lines = stderr.decode().splitlines()
     assert len(lines) == 1, lines
-    assert lines[0].startswith("jobs: stopped following; still running: ")
-    running = lines[0].removeprefix("jobs: stopped following; still running: ").split(", ")
+    assert lines[0].startswith("jobs: stopped following; last seen running: ")
+    running = lines[0].removeprefix("jobs: stopped following; last seen running: ").split(", ")
     assert sorted(r.split("/")[0] for r in running) == ["h6", "h7", "h8", "h9"]
     for host_job in running:
         listed = await jobs(fleet, "ps", "--json", host_job)
