@@ -282,6 +282,20 @@ async def test_the_working_directory_and_command_are_the_users_to_reach(
             assert final.exit_code == 0
 
 
+async def test_a_job_as_nobody_can_open_its_own_output_by_name(dev_server: DevServer) -> None:
+    script = "echo out > /dev/stdout; echo err > /dev/stderr; echo fd >> /proc/self/fd/1"
+    async with dev_server.stub() as stub:
+        job = (await stub.run(pb.RunRequest(command=["sh", "-c", script]))).job
+        final = (await stub.wait(pb.WaitRequest(job_id=job.id))).job
+        items = [item async for item in stub.logs(pb.LogsRequest(job_id=job.id))]
+    streams = {
+        stream: b"".join(i.data for i in items if i.stream is stream)
+        for stream in (pb.Stream.STDOUT, pb.Stream.STDERR)
+    }
+    assert (final.exit_code, final.user) == (0, "nobody")
+    assert streams == {pb.Stream.STDOUT: b"out\nfd\n", pb.Stream.STDERR: b"err\n"}
+
+
 async def test_a_home_the_user_may_not_enter_means_slash(dev_server: DevServer) -> None:
     # The default working directory is the job's HOME, which the call may name; one
     # the user cannot enter is no error (as login would), unlike a --cwd.

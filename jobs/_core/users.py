@@ -73,6 +73,10 @@ class RunAs:
 
         def become() -> None:
             try:
+                # The output pipes (fds 1 and 2 by now) become the user's too, so the
+                # job can open them again by name: /dev/stdout, /proc/self/fd/1.
+                os.fchown(1, uid, gid)
+                os.fchown(2, uid, gid)
                 os.setgroups(groups)
                 os.setresgid(gid, gid, gid)
                 os.setresuid(uid, uid, uid)
