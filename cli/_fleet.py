@@ -443,6 +443,10 @@ async def kill_fleet(
     bound = 2 * options.host_timeout + (grace if grace is not None else _SERVER_GRACE)
 
     async def stop(host: fleet.Host, stub: pb.JobServiceStub, job_id: str) -> pb.Job:
+        # Status first, bounded: a host that hangs is unreachable after --host-timeout,
+        # and a job it does not have is NOT_FOUND then, not after the whole grace.
+        with anyio.fail_after(options.host_timeout):
+            await stub.status(pb.StatusRequest(job_id=job_id))
         with anyio.fail_after(bound):
             request = pb.StopRequest(job_id=job_id, grace_seconds=grace, signal=sig)
             return (await stub.stop(request)).job

@@ -125,6 +125,46 @@ async def test_a_stopped_server_makes_it_255_within_the_host_timeout(
         await frozen.stop()
 
 
+async def test_logs_and_kill_give_up_on_a_silent_host_within_the_host_timeout(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    frozen = FleetServer("h10", "127.0.0.10", {"fleet": "test"}, tmp_path / "state")
+    await frozen.start(fleet.cert, fleet.pki.ca)
+    down = FleetServer("h11", "127.0.0.11", {"fleet": "test"}, tmp_path / "state-11")
+    await down.start(fleet.cert, fleet.pki.ca)
+    try:
+        inventory = fleet.write_inventory(
+            ("h10", frozen.addr, frozen.labels), ("h11", down.addr, down.labels)
+        )
+        job = {}
+        for verb, command in (("logs", "echo hi"), ("kill", "sleep 60")):
+            started = await jobs(fleet, "run", "--on", "h2", "--", *command.split())
+            job[verb] = started.stdout.decode().strip().removeprefix("h2/")
+        assert (await jobs(fleet, "wait", f"h2/{job['logs']}")).status == 0
+        assert frozen.process is not None
+        frozen.process.send_signal(signal.SIGSTOP)  # accepts connections, answers nothing
+        await down.stop()  # refuses them
+        for command in (["logs", "-f"], ["kill"]):
+            for host in ("h10", "h11"):
+                result = await jobs(
+                    fleet,
+                    *command,
+                    "--on",
+                    f"h2,{host}",
+                    "--host-timeout",
+                    "2s",
+                    job[command[0]],
+                    inventory=inventory,
+                    timeout=20,  # not the resume window (60 s) nor the grace (10 s)
+                )
+                assert result.status == 255, (command, host, result.stderr)
+                assert result.err_lines[-1].startswith(f"jobs: {host}: unreachable"), (
+                    result.err_lines
+                )
+    finally:
+        await frozen.stop()
+
+
 async def test_refused_request_is_reported_per_host(fleet: Fleet) -> None:
     result = await jobs(
         fleet, "run", "--on", "role=web", "--io-read", "/nonexistent=1M", "-f", "--", "true"

@@ -381,10 +381,11 @@ async def stream_output(
     ``since``, ``until`` and ``streams`` are asked for (the rest of it is ignored);
     ``timestamps`` prefixes each line with its chunk's time (see ``LineStamper``).
     """
-    first = True
     received = False
     stamper = LineStamper() if timestamps else None
-    deadline = time.monotonic() + resume_window
+    # A host that never answered is unreachable after ``timeout``; one that did gets
+    # ``resume_window`` from its last message to come back.
+    deadline = time.monotonic() + timeout
     delay = _FIRST_RETRY
     while True:
         request = wire.LogsRequest()
@@ -396,12 +397,11 @@ async def stream_output(
             request.ClearField("tail_lines")
         try:
             with host_errors(host, timeout):
-                if not first:
-                    # Reconnect with a bound: a host that hangs (stopped, or
-                    # half-open) must not hold the stream forever.
-                    with anyio.fail_after(timeout):
-                        await stub.status(pb.StatusRequest(job_id=job_id))
-                first = False
+                # Connect (again) with a bound first: a host that hangs (stopped, or
+                # half-open) must not hold an open-ended stream forever.
+                with anyio.fail_after(timeout):
+                    await stub.status(pb.StatusRequest(job_id=job_id))
+                deadline = time.monotonic() + resume_window
                 async with log_stream(stub.channel, request) as messages:
                     message: wire.LogsResponse
                     async for message in messages:
