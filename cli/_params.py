@@ -19,14 +19,30 @@ from jobs import IoRate, Namespace
 __all__ = [
     "DURATION",
     "ENV",
+    "INT64_MAX",
     "IO_RATE",
     "ISOLATION",
     "LABEL",
     "SIGNAL",
     "SIZE",
     "TIME",
+    "count",
     "parse_duration",
 ]
+
+INT64_MAX = (1 << 63) - 1
+"""The largest count or size a request carries; more is a usage error here, not a
+protobuf ValueError (the server refuses less than that where the kernel does)."""
+
+# The earliest time a protobuf Timestamp holds (RFC 3339 times cannot be later than
+# its latest, the end of the year 9999).
+_EARLIEST = datetime.datetime(1, 1, 1, tzinfo=datetime.UTC).timestamp()
+
+
+def count(minimum: int) -> click.IntRange:
+    """An integer option from ``minimum`` to ``INT64_MAX``."""
+    return click.IntRange(min=minimum, max=INT64_MAX)
+
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?|\.\d+)(ms|s|m|h|d)")
 _PLAIN_SECONDS = re.compile(r"\d+(?:\.\d+)?|\.\d+")
@@ -79,7 +95,10 @@ class PointInTime(click.ParamType[float]):
         text = str(value).strip()
         ago = parse_duration(text)
         if ago is not None:
-            return time.time() - ago
+            then = time.time() - ago
+            if then < _EARLIEST:
+                self.fail(f"{value!r} ago is before the year 1", param, ctx)
+            return then
         try:
             # fromisoformat reads RFC 3339 (a "Z" included, since Python 3.11).
             moment = datetime.datetime.fromisoformat(text)
@@ -107,7 +126,10 @@ class Size(click.ParamType[int]):
         if not match:
             self.fail(f"{value!r} is not a size (e.g. 256M, 1G)", param, ctx)
         unit = match[2].lower() if match[2] else None
-        return int(float(match[1]) * _SIZE_UNITS[unit])
+        size = int(float(match[1]) * _SIZE_UNITS[unit])
+        if size > INT64_MAX:
+            self.fail(f"{value!r} is over the largest size, {INT64_MAX} bytes", param, ctx)
+        return size
 
 
 class IoRateType(click.ParamType[IoRate]):

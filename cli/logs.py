@@ -12,7 +12,7 @@ from gen import service_pb2 as wire
 from ._client import Server, connection_options, for_job, stream_output
 from ._complete import complete_job
 from ._fleet_options import FleetOptions, fleet_options, wants_fleet
-from ._params import TIME
+from ._params import TIME, count
 
 __all__ = ["logs"]
 
@@ -25,9 +25,7 @@ def _timestamp(seconds: float) -> Timestamp:
 
 @click.command()
 @click.option("-f", "--follow", is_flag=True, help="Keep streaming until the job has ended.")
-@click.option(
-    "-n", "--tail", type=click.IntRange(min=0), help="Only the last N lines (of each selection)."
-)
+@click.option("-n", "--tail", type=count(0), help="Only the last N lines (of each selection).")
 @click.option("--since", type=TIME, help="Only output from then on: 10m (ago) or an RFC 3339 time.")
 @click.option("--until", type=TIME, help="Only output before then: 10m (ago) or an RFC 3339 time.")
 @click.option(
@@ -37,7 +35,7 @@ def _timestamp(seconds: float) -> Timestamp:
 @click.option("--stderr", "only_stderr", is_flag=True, help="Only the job's stderr.")
 @click.option(
     "--offset",
-    type=click.IntRange(min=0),
+    type=count(0),
     default=0,
     help="Start at this byte of the output (to resume after a dropped connection).",
 )

@@ -291,6 +291,26 @@ async def test_pki_issue_does_not_overwrite_an_identity(tmp_path: Path) -> None:
     assert (tmp_path / "pki" / "me.crt").read_bytes() != cert
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["run", "-f", "--memory", "99999999999999999999G", "--", "true"],
+        ["run", "-f", "--io-write", "99999999999999999999G", "--", "true"],
+        ["run", "-f", "--pids", "99999999999999999999999", "--", "true"],
+        ["logs", "--tail", "99999999999999999999999", "x"],
+        ["logs", "--offset", "99999999999999999999", "x"],
+        ["logs", "--since", "99999999999h", "x"],
+    ],
+    ids=["memory", "io", "pids", "tail", "offset", "since"],
+)
+async def test_numbers_beyond_what_a_request_holds_are_usage_errors(args: list[str]) -> None:
+    result = await jobs(None, *args)
+    stderr = result.stderr.decode()
+    assert result.returncode == 2, stderr
+    assert stderr.startswith("jobs: Invalid value for "), stderr
+    assert stderr.count("\n") == 1, stderr  # one line, no traceback
+
+
 # -- a fast start ---------------------------------------------------------------------------
 
 
