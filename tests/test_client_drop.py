@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
 import anyio.abc
 import pytest
-from harness import running_server
+from harness import JOBS, ServerProcess, running_server
 from pki_fixtures import Certificates
 
 from gen.jobs.v1 import RunRequest
@@ -101,3 +103,45 @@ async def test_refused_handshake_is_still_named(test_pki: Certificates, tmp_path
     async with proxied(test_pki, tmp_path / "state") as (proxy, job_id):
         with anyio.fail_after(20), pytest.raises(ConnectionFailed, match="TLS handshake"):
             await _follow(proxy, job_id, "server-auth-only", test_pki)
+
+
+async def test_a_server_killed_under_silent_waiters_is_no_refused_handshake(
+    test_pki: Certificates, tmp_path: Path
+) -> None:
+    # wait and logs -f on a job that writes nothing: the server has sent no message
+    # when it dies, only its headers, and they are enough to tell a crash from a
+    # refused certificate.
+    server = ServerProcess(test_pki, tmp_path / "state")
+    await server.start()
+    try:
+        async with server.stub() as stub:
+            job = (await stub.run(RunRequest(command=["sleep", "30"]))).job
+        files = test_pki.clients["alice"]
+        env = {
+            **os.environ,
+            "JOBS_ADDR": server.address,
+            "JOBS_CA": str(test_pki.ca),
+            "JOBS_CERT": str(files.cert),
+            "JOBS_KEY": str(files.key),
+        }
+        waiting = [
+            await anyio.open_process([JOBS, *command, job.id], env=env)
+            for command in (["wait"], ["logs", "-f"])
+        ]
+        await anyio.sleep(1)  # both calls are in flight
+        await server.stop(signal.SIGKILL)
+        with anyio.fail_after(20):
+            for process in waiting:
+                await process.wait()
+        errors = []
+        for process in waiting:
+            assert process.stderr is not None
+            errors.append((process.returncode, (await process.stderr.receive()).decode()))
+            await process.aclose()
+    finally:
+        if server.process is not None:
+            await server.stop(signal.SIGKILL)
+    for _, message in errors:
+        assert "was lost after the server had answered" in message, message
+        assert "TLS handshake" not in message
+    assert [status for status, _ in errors] == [125, 1]  # wait as docker's; logs

@@ -144,7 +144,9 @@ class JobService:
             f"/{SERVICE}/Stop": _unary(self.stop, wire.StopRequest, wire.StopResponse),
             f"/{SERVICE}/Status": _unary(self.status, wire.StatusRequest, wire.StatusResponse),
             f"/{SERVICE}/List": _unary(self.list, wire.ListRequest, wire.ListResponse),
-            f"/{SERVICE}/Wait": _unary(self.wait, wire.WaitRequest, wire.WaitResponse),
+            f"/{SERVICE}/Wait": _unary(
+                self.wait, wire.WaitRequest, wire.WaitResponse, answer_first=True
+            ),
             f"/{SERVICE}/Info": _unary(self.info, wire.InfoRequest, wire.InfoResponse),
             f"/{SERVICE}/Logs": Handler(
                 self._logs, Cardinality.UNARY_STREAM, wire.LogsRequest, wire.LogsResponse
@@ -162,6 +164,9 @@ class JobService:
         )
         # Leaving closes the reader at once when the client goes away.
         async with reader:
+            # Headers now, not with the first output: a follower of a silent job then
+            # knows the server answered (a connection lost later is no refused TLS).
+            await stream.send_initial_metadata()
             async for item in reader:
                 message = Encoded(encode_log_item(item))
                 del item  # not held while the message waits for the client's window
@@ -169,10 +174,20 @@ class JobService:
 
 
 def _unary(
-    call: Callable[[Request], Awaitable[bytes]], request: type[Request], reply: type[Message]
+    call: Callable[[Request], Awaitable[bytes]],
+    request: type[Request],
+    reply: type[Message],
+    *,
+    answer_first: bool = False,
 ) -> Handler:
+    """A unary handler; ``answer_first`` sends the headers before the call, which may
+    take long (Wait), so that the client knows the server has answered."""
+
     async def handle(stream: Any) -> None:
-        await stream.send_message(Encoded(await call(await _request(stream))))
+        message = await _request(stream)
+        if answer_first:
+            await stream.send_initial_metadata()
+        await stream.send_message(Encoded(await call(message)))
 
     return Handler(handle, Cardinality.UNARY_UNARY, request, reply)
 
