@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import re
 import ssl
 import weakref
 from collections.abc import AsyncIterator, Iterator
@@ -28,6 +29,7 @@ from ._tls import client_context as _client_context
 __all__ = [
     "ConnectionFailed",
     "LineStamper",
+    "client_tls",
     "connection_errors",
     "log_stream",
     "logs",
@@ -61,21 +63,13 @@ def open_channel(host: str, port: int, *, ca: Path, cert: Path, key: Path) -> Ch
 
     Build it inside the running event loop: grpclib binds a channel to it.
     """
-    # ssl names no file when one is missing ("cannot read None"): check them first.
-    for what, path in (("CA certificate", ca), ("client certificate", cert), ("client key", key)):
-        if not path.is_file():
-            raise ConnectionFailed(
-                f"the {what} {path} does not exist: start `jobs serve` once to create the "
-                "local identity, or pass --ca/--cert/--key (JOBS_CA, JOBS_CERT, JOBS_KEY)"
-            )
-    try:
-        context = _client_context(ca, cert, key)
-    except FileNotFoundError as exc:
-        raise ConnectionFailed(
-            f"cannot read {exc.filename or 'a certificate'}: no such file"
-        ) from None
-    except (ssl.SSLError, OSError) as exc:
-        raise ConnectionFailed(f"cannot load the client certificate, key or CA: {exc}") from None
+    context = client_tls(
+        ca,
+        cert,
+        key,
+        missing="start `jobs serve` once to create the local identity, or pass "
+        "--ca/--cert/--key (JOBS_CA, JOBS_CERT, JOBS_KEY)",
+    )
     channel = Channel(host, port, ssl=context)
 
     async def answered(_: RecvInitialMetadata) -> None:
@@ -83,6 +77,29 @@ def open_channel(host: str, port: int, *, ca: Path, cert: Path, key: Path) -> Ch
 
     listen(channel, RecvInitialMetadata, answered)
     return channel
+
+
+def client_tls(ca: Path, cert: Path, key: Path, *, missing: str = "") -> ssl.SSLContext:
+    """The TLS context of a client identity; ``ConnectionFailed`` naming the file that
+    is missing (with the hint ``missing``) or that is not what it should be."""
+    # ssl names no file ("cannot read None", "[SSL] PEM lib"): check them one by one.
+    for what, path in (("CA certificate", ca), ("client certificate", cert), ("client key", key)):
+        if not path.is_file():
+            hint = f": {missing}" if missing else ""
+            raise ConnectionFailed(f"the {what} {path} does not exist{hint}")
+    try:
+        return _client_context(ca, cert, key)
+    except (ssl.SSLError, OSError) as exc:
+        # OpenSSL's words without their decoration: "[SSL] PEM lib (_ssl.c:3905)".
+        text = getattr(exc, "reason", None) or exc.strerror or str(exc)
+        reason = re.sub(r"^\[\w+\] | \(_ssl\.c:\d+\)$", "", text)
+        try:
+            ssl.create_default_context(cafile=str(ca))
+        except (ssl.SSLError, OSError):
+            raise ConnectionFailed(f"cannot load the CA certificate {ca}: {reason}") from None
+        raise ConnectionFailed(
+            f"cannot load the client certificate {cert} with its key {key}: {reason}"
+        ) from None
 
 
 @contextlib.contextmanager

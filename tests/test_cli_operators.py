@@ -311,6 +311,36 @@ async def test_numbers_beyond_what_a_request_holds_are_usage_errors(args: list[s
     assert stderr.count("\n") == 1, stderr  # one line, no traceback
 
 
+async def test_a_bad_identity_file_is_named(server: RunningServer, tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    missing = tmp_path / "missing.crt"
+    env = client_env(server)
+    for override, named in (
+        ({"JOBS_CERT": str(missing)}, f"jobs: the client certificate {missing} does not exist: "),
+        ({"JOBS_CA": str(garbage)}, f"jobs: cannot load the CA certificate {garbage}: "),
+        (
+            {"JOBS_CERT": str(garbage)},
+            f"jobs: cannot load the client certificate {garbage} with its key {env['JOBS_KEY']}: ",
+        ),
+    ):
+        result = await jobs(server, "ps", **override)
+        stderr = result.stderr.decode()
+        assert result.returncode == 1, stderr
+        assert stderr.startswith(named), stderr
+        assert stderr.count("\n") == 1, stderr
+    # On the --on path too: the host's line names the file.
+    inventory = tmp_path / "hosts.toml"
+    inventory.write_text(f'[[host]]\nname = "h"\naddr = "{server.host}:{server.port}"\n')
+    result = await jobs(
+        server, "ps", "--on", "h", JOBS_INVENTORY=str(inventory), JOBS_CERT=str(missing)
+    )
+    assert result.returncode == 255
+    assert f"jobs: h: unreachable: the client certificate {missing} does not exist" in (
+        result.stderr.decode()
+    )
+
+
 # -- a fast start ---------------------------------------------------------------------------
 
 

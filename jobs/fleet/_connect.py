@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import ssl
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,8 +14,7 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
 from gen.jobs import v1 as pb
-from jobs._tls import client_context
-from jobs.client import ConnectionFailed, connection_errors
+from jobs.client import ConnectionFailed, client_tls, connection_errors
 
 from ._inventory import Host
 
@@ -88,17 +86,11 @@ async def open_host(host: Host, identity: Identity) -> AsyncIterator[pb.JobServi
     them, and its certificate checked for ``tls_name`` (an entry from etcd is
     trusted only if the server proves that name against our CA)."""
     try:
-        context = client_context(
+        context = client_tls(
             host.ca or identity.ca, host.cert or identity.cert, host.key or identity.key
         )
-    except FileNotFoundError as exc:
-        raise HostFailed(
-            host.name, Failure.UNREACHABLE, f"cannot read {exc.filename}: no such file"
-        ) from None
-    except (ssl.SSLError, OSError) as exc:
-        raise HostFailed(
-            host.name, Failure.UNREACHABLE, f"cannot load the certificate, key or CA: {exc}"
-        ) from None
+    except ConnectionFailed as exc:
+        raise HostFailed(host.name, Failure.UNREACHABLE, str(exc)) from None
     config = Configuration(
         _keepalive_time=_KEEPALIVE._keepalive_time,
         _keepalive_timeout=_KEEPALIVE._keepalive_timeout,
