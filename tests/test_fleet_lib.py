@@ -166,7 +166,10 @@ def test_the_exit_rule() -> None:
     assert gone.describe() == "unreachable: no answer"
     assert denied.describe() == "denied: permission denied"
     timed_out = fleet.HostResult("f", job(pb.JobState.TIMED_OUT, 0))
-    assert timed_out.exit_code != 0  # a job that timed out never counts as a success
+    assert timed_out.exit_code == 124  # never a success, as on one host
+    lost = fleet.HostResult("g", job(pb.JobState.LOST))
+    assert lost.exit_code == 125  # its end was never seen, as `jobs wait` on one host
+    assert fleet.exit_status([ok, lost]) == 125
 
 
 def test_an_etcd_entry_becomes_a_host_only_when_well_formed() -> None:

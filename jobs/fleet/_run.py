@@ -63,13 +63,21 @@ class Output(Protocol):
         """``host`` sends no more output."""
 
 
+EXIT_TIMED_OUT = 124
+"""The code of a timed-out job that exited 0 after its SIGTERM: it still failed."""
+EXIT_NO_STATUS = 125
+"""The code of a job whose end was never seen (lost when its server went down), as
+``jobs wait`` exits for one: docker's "the daemon failed"."""
+
+
 def job_exit_code(job: pb.Job) -> int:
-    """A job's code as a shell reports it: its exit code, or 128 + its signal."""
+    """A job's code as a shell reports it: its exit code, or 128 + its signal; 125
+    when it has neither (lost)."""
     if job.exit_code is not None:
         return int(job.exit_code)
     if job.signal is not None:
         return 128 + int(job.signal)
-    return 1
+    return EXIT_NO_STATUS
 
 
 @dataclass
@@ -106,7 +114,9 @@ class HostResult:
         if self.job is None or not self.ended:
             return 0
         code = job_exit_code(self.job)
-        # A job stopped, timed out or lost "exited 0" only by accident.
+        if code == 0 and self.job.state == pb.JobState.TIMED_OUT:
+            return EXIT_TIMED_OUT  # as `jobs run -f` on one host, and timeout(1)
+        # A job stopped "exited 0" only by accident.
         return code or (0 if self.job.state == pb.JobState.EXITED else 1)
 
     def describe(self) -> str:
