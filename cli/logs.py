@@ -59,7 +59,7 @@ async def logs(
 
     With --on (or HOST/ID), from many hosts, merged line by line with [host] prefixes.
     """
-    request = wire.LogsRequest(job_id=job_id, follow=follow, offset=offset)
+    request = wire.LogsRequest(job_id=job_id, follow=follow, offset=offset, timestamps=timestamps)
     if tail is not None:
         request.tail_lines = tail
     if since is not None:

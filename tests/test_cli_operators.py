@@ -5,6 +5,7 @@ and the rough edges of issue 12."""
 from __future__ import annotations
 
 import datetime
+import itertools
 import json
 import os
 import re
@@ -119,6 +120,19 @@ async def test_logs_tail_streams_and_timestamps(server: RunningServer) -> None:
     assert len(lines) == 5
     for number, line in enumerate(lines, 1):
         assert re.fullmatch(rf"\d{{4}}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z out{number}", line), line
+
+
+async def test_logs_timestamps_of_a_replay_are_each_lines_own(server: RunningServer) -> None:
+    # Replayed, output read at different times is sent in pieces of one time each:
+    # the lines keep the times they were read at (they all had the first one's).
+    job_id = await _run(server, "sh", "-c", "for i in 1 2 3; do echo line$i; sleep 0.3; done")
+    assert (await jobs(server, "wait", job_id)).returncode == 0
+    for args in (["-t"], ["-t", "--tail", "2"]):
+        result = await jobs(server, "logs", *args, job_id)
+        stamps = [line.split()[0] for line in result.stdout.decode().splitlines()]
+        times = [datetime.datetime.fromisoformat(stamp).timestamp() for stamp in stamps]
+        assert len(times) == (3 if len(args) == 1 else 2), result.stdout
+        assert all(b - a > 0.2 for a, b in itertools.pairwise(times)), stamps
 
 
 async def test_logs_since_and_until(server: RunningServer) -> None:

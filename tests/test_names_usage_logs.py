@@ -284,6 +284,19 @@ async def test_tail_with_until_counts_back_from_until(tmp_path: Path) -> None:
     assert await text(Selection(tail_lines=1, until_ns=0)) == b""
 
 
+async def test_chunk_times_keeps_pieces_of_one_time(tmp_path: Path) -> None:
+    log = OutputLog(tmp_path / "out")
+    for n in range(3):
+        log.append(Stream.STDOUT, b"line%d\n" % n)
+        await anyio.sleep(0.01)
+    log.close()
+    joined = await _read(log, Selection())
+    assert [c.data for c in joined] == [b"line0\nline1\nline2\n"]  # one read, first time
+    apart = await _read(log, Selection(chunk_times=True))
+    assert [c.data for c in apart] == [b"line0\n", b"line1\n", b"line2\n"]
+    assert len({c.time_ns for c in apart}) == 3
+
+
 async def test_a_tail_of_a_big_log_reads_little_of_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -69,6 +69,9 @@ class Selection:
     """Only chunks stored at or after this time (nanoseconds since the epoch)."""
     until_ns: int | None = None
     """Only chunks stored before this time: a follower stops once it has passed."""
+    chunk_times: bool = False
+    """Never join chunks stored at different times into one piece, so that each
+    piece's time is that of all its bytes (for stamping lines)."""
 
     def wants(self, stream: Stream) -> bool:
         """Whether output of ``stream`` is selected."""
@@ -542,7 +545,11 @@ class LogReader:
                 break
             if first_stream < 0:
                 first_stream, first_time = stream, time_ns
-            elif stream != first_stream or take >= limit:
+            elif (
+                stream != first_stream
+                or take >= limit
+                or (self._selection.chunk_times and time_ns != first_time)
+            ):
                 break
             begin = max(offset, self._pos + take)
             available = offset + length - begin

@@ -402,6 +402,7 @@ async def stream_output(
         if selection is not None:
             request.CopyFrom(selection)
         request.job_id, request.follow, request.offset = job_id, follow, offset
+        request.timestamps = timestamps
         if received:
             # The tail's start is behind: counted again now, it could skip output.
             request.ClearField("tail_lines")

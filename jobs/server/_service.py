@@ -307,6 +307,7 @@ def selection_from_request(request: wire.LogsRequest) -> Selection:
         tail_lines=request.tail_lines if request.HasField("tail_lines") else None,
         since_ns=since,
         until_ns=until,
+        chunk_times=request.timestamps,
     )
 
 

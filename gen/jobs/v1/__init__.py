@@ -333,6 +333,12 @@ class LogsRequest(betterproto.Message):
     streams: List["Stream"] = betterproto.enum_field(7)
     """Only these streams; empty means both."""
 
+    timestamps: bool = betterproto.bool_field(8)
+    """
+    Each message holds output read at one time (its `time`), never pieces read at
+     different times joined, so that a client can stamp every line (`logs -t`).
+    """
+
 
 @dataclass(eq=False, repr=False)
 class LogsResponse(betterproto.Message):
