@@ -10,6 +10,7 @@ job ids read ``HOST/ID``; the exit status follows pdsh's rule (see
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import ssl
 import sys
@@ -25,6 +26,7 @@ from gen import service_pb2 as wire
 from gen.jobs import v1 as pb
 from jobs import fleet
 from jobs.errors import InvalidSelector
+from jobs.selectors import Selector
 
 from ._client import Server
 from ._fleet_options import FleetOptions
@@ -94,17 +96,50 @@ async def known_hosts(options: FleetOptions) -> list[fleet.Host]:
     return _merge(inventory, discovered)
 
 
-async def hosts_of(options: FleetOptions, job_ids: Sequence[str] = ()) -> list[fleet.Host]:
+async def hosts_of(
+    options: FleetOptions, server: Server, job_ids: Sequence[str] = ()
+) -> list[fleet.Host]:
     """The hosts a command works on: those ``--on`` selects, else those its ``HOST/ID``s name."""
     hosts = await known_hosts(options)
     names = [host.name for host in hosts]
     if options.on is not None:
-        return fleet.select(hosts, _selection(options, names))
+        selection = _selection(options, names)
+        if selection.selector is not None:
+            hosts = await _with_server_labels(options, server, hosts, selection.selector)
+        return fleet.select(hosts, selection)
     wanted = {job_id.partition("/")[0] for job_id in job_ids if "/" in job_id}
     for name in wanted:
         if name not in names:
             raise fleet.UnknownHost(name)
     return [host for host in hosts if host.name in wanted]
+
+
+async def _with_server_labels(
+    options: FleetOptions, server: Server, hosts: list[fleet.Host], selector: Selector
+) -> list[fleet.Host]:
+    """``hosts``, those whose known labels (the inventory's, or registered in etcd) do
+    not name every key of ``selector`` with the labels their server reports (Info)
+    added, the known ones winning: ``--on`` selects on what ``jobs hosts`` shows. A
+    host that cannot tell is left out, with a line saying so."""
+    keys = {requirement.key for requirement in selector.requirements}
+    unsure = [host for host in hosts if not keys <= host.labels.keys()]
+    if not unsure:
+        return hosts
+    answers = await fleet.query_info(
+        unsure, identity_of(server), parallel=options.parallel, timeout=options.host_timeout
+    )
+    infos = {answer.host: answer for answer in answers}
+    known = []
+    for host in hosts:
+        if (answer := infos.get(host.name)) is None:
+            known.append(host)
+        elif answer.info is None:
+            why = f"{answer.failure.value}: {answer.reason}" if answer.failure else answer.reason
+            _warn(f"{host.name}: not selected: its server's labels are unknown ({why})")
+        else:
+            labels = {**answer.info.labels, **host.labels}
+            known.append(dataclasses.replace(host, labels=labels))
+    return known
 
 
 class Watch:
@@ -245,7 +280,7 @@ async def run_fleet(
     max_failures: int | None,
 ) -> int:
     """``jobs run --on``: the exit status (see ``jobs.fleet.exit_status``)."""
-    hosts = await hosts_of(options)
+    hosts = await hosts_of(options, server)
     if log_dir is not None:
         await anyio.Path(log_dir).mkdir(parents=True, exist_ok=True)
     merger = fleet.LineMerger(
@@ -395,7 +430,7 @@ async def ps_fleet(
     quiet: bool = False,
 ) -> int:
     """``jobs ps --on``: every selected host's jobs (or the given ones), ids ``HOST/ID``."""
-    hosts = await hosts_of(options, job_ids)
+    hosts = await hosts_of(options, server, job_ids)
     if job_ids:
         pairs = [pair for job_id in job_ids for pair in _split(job_id, hosts)]
     else:
@@ -436,7 +471,7 @@ async def kill_fleet(
 ) -> int:
     """``jobs kill --on``: stop each job on its host (a bare id on every selected host,
     where it exists); print ``HOST/ID`` of each job stopped."""
-    hosts = await hosts_of(options, job_ids)
+    hosts = await hosts_of(options, server, job_ids)
     pairs = [pair for job_id in dict.fromkeys(job_ids) for pair in _split(job_id, hosts)]
     # The stop returns once the job is gone: allow its grace (the server's default
     # is 10 s) on top of the time to answer.
@@ -461,7 +496,7 @@ async def kill_fleet(
 async def wait_fleet(options: FleetOptions, server: Server, job_id: str) -> int:
     """``jobs wait --on``: wait for the job on every host that has it; one summary
     line per host, and the fleet's exit status."""
-    hosts = await hosts_of(options, [job_id])
+    hosts = await hosts_of(options, server, [job_id])
     pairs = _split(job_id, hosts)
 
     async def wait(host: fleet.Host, stub: pb.JobServiceStub, bare: str) -> pb.Job:
@@ -495,7 +530,7 @@ async def logs_fleet(
     (tail, time window, streams, from its offset) on every host that has it, merged
     line by line with ``[host] `` prefixes; each host's stream resumes after a drop."""
     job_id = request.job_id
-    hosts = await hosts_of(options, [job_id])
+    hosts = await hosts_of(options, server, [job_id])
     pairs = _split(job_id, hosts)
     merger = fleet.LineMerger(sys.stdout.buffer, sys.stderr.buffer, prefix=not no_prefix)
     # One HOST/ID reads as plain `jobs logs` does: bytes untouched, nothing to merge.

@@ -53,7 +53,7 @@ async def hosts(
     """
     identity = identity_of(server)
     if not watch:
-        chosen = await hosts_of(fleet) if fleet.on is not None else await known_hosts(fleet)
+        chosen = await hosts_of(fleet, server) if fleet.on is not None else await known_hosts(fleet)
         if not chosen:
             raise NoMatchingHost("", 0)
         infos = await fleet_info(chosen, identity, fleet.parallel, timeout)

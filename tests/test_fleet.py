@@ -165,6 +165,38 @@ async def test_logs_and_kill_give_up_on_a_silent_host_within_the_host_timeout(
         await frozen.stop()
 
 
+async def test_on_selects_on_the_labels_servers_report_too(fleet: Fleet, tmp_path: Path) -> None:
+    # h10's inventory entry knows nothing of tier=gold, its server's own --label:
+    # --on selects on what `jobs hosts` shows (the inventory's labels, and the server's).
+    gold = FleetServer(
+        "h10", "127.0.0.10", {"fleet": "test"}, tmp_path / "state", options=("--label=tier=gold",)
+    )
+    await gold.start(fleet.cert, fleet.pki.ca)
+    gone = FleetServer("h11", "127.0.0.11", {"fleet": "test"}, tmp_path / "state-11")
+    await gone.start(fleet.cert, fleet.pki.ca)
+    try:
+        inventory = fleet.write_inventory(
+            ("h10", gold.addr, {"fleet": "test"}), ("h11", gone.addr, {"fleet": "test"})
+        )
+        await gone.stop()
+        result = await jobs(
+            fleet, "run", "--on", "tier=gold", "--host-timeout", "2s", "-f", "--", "echo", "hi",
+            inventory=inventory,
+        )  # fmt: skip
+        assert result.status == 0, result.stderr
+        assert result.stdout == b"[h10] hi\n"
+        assert result.err_lines[0].startswith(
+            "jobs: h11: not selected: its server's labels are unknown (unreachable: "
+        ), result.err_lines
+        built_in = await jobs(fleet, "ps", "--on", "jobs.io/cgroup,role=db", "-q")
+        assert {line.split("/")[0] for line in built_in.stdout.decode().split()} <= {
+            "h6", "h7", "h8", "h9"
+        }  # fmt: skip
+        assert built_in.status == 0, built_in.stderr
+    finally:
+        await gold.stop()
+
+
 async def test_refused_request_is_reported_per_host(fleet: Fleet) -> None:
     result = await jobs(
         fleet, "run", "--on", "role=web", "--io-read", "/nonexistent=1M", "-f", "--", "true"
