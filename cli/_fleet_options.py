@@ -53,7 +53,10 @@ class FleetOptions:
         from ._params import DURATION
 
         option = click.Option(["--host-timeout"])
-        return DURATION.convert(self.host_timeout_text, option, None)
+        seconds = DURATION.convert(self.host_timeout_text, option, None)
+        if seconds <= 0:
+            raise click.BadParameter("must be more than 0s", param=option)
+        return seconds
 
 
 def fleet_options(command: F) -> F:
@@ -129,6 +132,7 @@ def fleet_options(command: F) -> F:
             etcd_tls_options("--discover", "JOBS_DISCOVER"),
             click.option(
                 "--host-timeout",
+                metavar="DURATION",
                 default=f"{DEFAULT_HOST_TIMEOUT:g}s",
                 show_default=True,
                 help="With --on: a host that does not answer a call within this is unreachable.",

@@ -48,11 +48,12 @@ def local_user() -> str:
         return f"uid{os.getuid()}"
 
 
-def parse_address(text: str) -> tuple[str, int]:
-    """``HOST:PORT`` (``[v6]:PORT`` for IPv6) as a host and a port."""
+def parse_address(text: str, option: str = "--addr") -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT`` for IPv6) as a host and a port; a usage error
+    naming ``option`` when it is not one."""
     host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise click.BadParameter(f"{text!r} is not HOST:PORT")
+        raise click.BadParameter(f"{text!r} is not HOST:PORT", param_hint=f"'{option}'")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     return host, int(port)

@@ -135,9 +135,9 @@ def script(shell: str, subcommands: list[str]) -> str:
 
 
 @click.command()
-@click.argument("shell", type=click.Choice(sorted(_SCRIPTS)))
+@click.argument("shell", type=click.Choice(sorted(_SCRIPTS)), required=False)
 @click.pass_context
-async def completion(ctx: click.Context, shell: str) -> None:
+async def completion(ctx: click.Context, shell: str | None) -> None:
     """Print the start-up script for SHELL, which makes a bare `jobs` reach this tool.
 
     `jobs` is also a shell builtin, and a builtin wins over PATH. The script
@@ -152,6 +152,8 @@ async def completion(ctx: click.Context, shell: str) -> None:
 
     Scripts and /bin/sh can call the `jobsctl` alias instead, which no shell shadows.
     """
+    if shell is None:  # click's own message lists the choices over four lines
+        raise click.UsageError(f"name the shell: jobs completion {'|'.join(sorted(_SCRIPTS))}")
     root = ctx.find_root().command
     assert isinstance(root, click.Group)
     click.echo(script(shell, root.list_commands(ctx)), nl=False)

@@ -28,6 +28,7 @@ _STATES = [
 @click.option(
     "-l",
     "--selector",
+    callback=lambda ctx, param, value: _checked_selector(value),
     help="Only jobs whose labels match, e.g. 'app=web,tier in (a,b),!canary'.",
 )
 @click.option(
@@ -81,3 +82,18 @@ async def ps(
         click.echo(json.dumps({"jobs": [job_document(job) for job in jobs]}, indent=2))
     else:
         click.echo(table(jobs))
+
+
+def _checked_selector(text: str | None) -> str | None:
+    """``text`` when it parses as a label selector (the server parses it again); a
+    usage error naming the position otherwise, as ``--on`` gives."""
+    if text is None:
+        return None
+    from jobs.errors import InvalidSelector  # only now: jobs ps without -l needs neither
+    from jobs.selectors import parse_selector
+
+    try:
+        parse_selector(text)
+    except InvalidSelector as exc:
+        raise click.BadParameter(str(exc), param_hint="'-l' / '--selector'") from None
+    return text

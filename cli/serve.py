@@ -345,13 +345,13 @@ async def serve(
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    host, port = parse_address(listen)
+    host, port = parse_address(listen, "--listen")
     try:
         users = UserPolicy(default_user, allow_users)
         users.check()
     except JobsError as exc:
         raise CliError(str(exc)) from None
-    health = parse_address(health_listen) if health_listen is not None else None
+    health = parse_address(health_listen, "--health-listen") if health_listen is not None else None
     if health is not None and not health_any_address:
         try:
             check_health_address(health[0])
@@ -361,7 +361,7 @@ async def serve(
                 "loopback address only (--health-any-address to expose it)"
             ) from None
     if advertise is not None:
-        parse_address(advertise)
+        parse_address(advertise, "--advertise")
     registration = _registration(register, register_ca, register_cert, register_key, register_ttl)
     for option, value in (
         ("--handshake-timeout", handshake_timeout),

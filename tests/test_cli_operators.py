@@ -399,3 +399,26 @@ async def test_serve_names_a_missing_or_bad_tls_file(tmp_path: Path) -> None:
         assert named in stderr, stderr
         assert "Traceback" not in stderr
         assert stderr.count("\n") == 1, stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["completion"], "jobs: name the shell: jobs completion bash|fish|zsh"),
+        (["ps", "--addr", "nonsense"], "jobs: Invalid value for '--addr': 'nonsense' is not"),
+        (["ps", "-l", "a in (b"], "jobs: Invalid value for '-l' / '--selector': bad label"),
+        (["ps", "--on", "a in (b"], "jobs: Invalid value for '--on': bad label selector"),
+        (["ps", "--on", "h", "--host-timeout", "0"], "must be more than 0s"),
+    ],
+    ids=["completion", "addr", "selector", "on", "host-timeout"],
+)
+async def test_usage_errors_are_one_line_naming_the_option(
+    server: RunningServer, tmp_path: Path, args: list[str], message: str
+) -> None:
+    inventory = tmp_path / "hosts.toml"
+    inventory.write_text(f'[[host]]\nname = "h"\naddr = "{server.host}:{server.port}"\n')
+    result = await jobs(server, *args, JOBS_INVENTORY=str(inventory))
+    stderr = result.stderr.decode()
+    assert result.returncode == 2, stderr
+    assert message in stderr, stderr
+    assert stderr.count("\n") == 1, stderr
