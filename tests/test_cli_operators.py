@@ -192,7 +192,7 @@ async def test_names_labels_and_ids(server: RunningServer) -> None:
     assert (await jobs(server, "ps", "-a", "-q", "-l", "app=db")).stdout.decode().split() == [other]
     assert (await jobs(server, "ps", "-q", "--state", "exited")).stdout.decode().split() == [other]
     bad = await jobs(server, "ps", "-l", "app in (web")
-    assert bad.returncode == 1
+    assert bad.returncode == 2  # a usage error, as --on gives
     assert bad.stderr.startswith(b"jobs: ")
     assert len(bad.stderr.splitlines()) == 1
     await jobs(server, "kill", "-g", "0", "web")
