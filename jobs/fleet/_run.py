@@ -88,8 +88,9 @@ class HostResult:
     job: pb.Job | None = None
     failure: Failure | None = None
     reason: str = ""
-    note: str = ""  # why we ended it: "stopped by --fail-fast", "skipped"
+    note: str = ""  # why we ended it: "stopped: a host failed", "skipped"
     status: Status | None = None  # the gRPC status of a refusal
+    stopped_by_run: bool = False  # ended by --fail-fast/--max-failures, not by itself
 
     @property
     def ended(self) -> bool:
@@ -111,8 +112,8 @@ class HostResult:
         """255 for a host unreachable or refusing; the job's code; 0 while it runs."""
         if self.failure is not None:
             return EXIT_UNREACHABLE
-        if self.job is None or not self.ended:
-            return 0
+        if self.job is None or not self.ended or self.stopped_by_run:
+            return 0  # a job the run stopped hides no failure of its own
         code = job_exit_code(self.job)
         if code == 0 and self.job.state == pb.JobState.TIMED_OUT:
             return EXIT_TIMED_OUT  # as `jobs run -f` on one host, and timeout(1)
@@ -306,17 +307,13 @@ class FleetRun:
                     del self._unfinished[host.name]
                 finally:
                     self._running.pop(host.name, None)
-                note = (
-                    "stopped by --fail-fast"
-                    if self._stopping()
-                    and final.job.state
-                    in (
-                        pb.JobState.STOPPED,
-                        pb.JobState.SIGNALED,
-                    )
-                    else ""
+                stopped = self._stopping() and final.job.state in (
+                    pb.JobState.STOPPED,
+                    pb.JobState.SIGNALED,
                 )
-                return HostResult(host.name, final.job, note=note)
+                failed = "a host" if self.max_failures == 1 else f"{self.max_failures} hosts"
+                note = f"stopped: {failed} failed" if stopped else ""
+                return HostResult(host.name, final.job, note=note, stopped_by_run=stopped)
         except HostFailed as exc:
             return HostResult(host.name, failure=exc.failure, reason=exc.reason, status=exc.status)
         finally:
