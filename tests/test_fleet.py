@@ -137,8 +137,8 @@ async def test_logs_and_kill_give_up_on_a_silent_host_within_the_host_timeout(
             ("h10", frozen.addr, frozen.labels), ("h11", down.addr, down.labels)
         )
         job = {}
-        for verb, command in (("logs", "echo hi"), ("kill", "sleep 60")):
-            started = await jobs(fleet, "run", "--on", "h2", "--", *command.split())
+        for verb, line in (("logs", "echo hi"), ("kill", "sleep 60")):
+            started = await jobs(fleet, "run", "--on", "h2", "--", *line.split())
             job[verb] = started.stdout.decode().strip().removeprefix("h2/")
         assert (await jobs(fleet, "wait", f"h2/{job['logs']}")).status == 0
         assert frozen.process is not None
