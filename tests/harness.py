@@ -181,6 +181,17 @@ class ServerProcess(JobsServer):
             while text not in self.log:  # noqa: ASYNC110 -- a thread reads the log
                 await anyio.sleep(0.05)
 
+    def client_env(self, client: str = "alice") -> dict[str, str]:
+        """This environment, with the `jobs` CLI pointed at the server as ``client``."""
+        files = self.pki.clients[client]
+        return {
+            **os.environ,
+            "JOBS_ADDR": self.address,
+            "JOBS_CA": str(self.pki.ca),
+            "JOBS_CERT": str(files.cert),
+            "JOBS_KEY": str(files.key),
+        }
+
     @contextlib.asynccontextmanager
     async def stub(self, client: str = "alice") -> AsyncIterator[JobServiceStub]:
         """A stub for the block, as the test PKI's ``client``."""

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import anyio
 import anyio.abc
 import pytest
-from harness import JOBS, ServerProcess, running_server
+from harness import JOBS, running_server, serving
 from pki_fixtures import Certificates
 
 from gen.jobs.v1 import RunRequest
@@ -111,19 +110,10 @@ async def test_a_server_killed_under_silent_waiters_is_no_refused_handshake(
     # wait and logs -f on a job that writes nothing: the server has sent no message
     # when it dies, only its headers, and they are enough to tell a crash from a
     # refused certificate.
-    server = ServerProcess(test_pki, tmp_path / "state")
-    await server.start()
-    try:
+    async with serving(test_pki, tmp_path / "state") as server:
         async with server.stub() as stub:
             job = (await stub.run(RunRequest(command=["sleep", "30"]))).job
-        files = test_pki.clients["alice"]
-        env = {
-            **os.environ,
-            "JOBS_ADDR": server.address,
-            "JOBS_CA": str(test_pki.ca),
-            "JOBS_CERT": str(files.cert),
-            "JOBS_KEY": str(files.key),
-        }
+        env = server.client_env()
         waiting = [
             await anyio.open_process([JOBS, *command, job.id], env=env)
             for command in (["wait"], ["logs", "-f"])
@@ -138,9 +128,6 @@ async def test_a_server_killed_under_silent_waiters_is_no_refused_handshake(
             assert process.stderr is not None
             errors.append((process.returncode, (await process.stderr.receive()).decode()))
             await process.aclose()
-    finally:
-        if server.process is not None:
-            await server.stop(signal.SIGKILL)
     for _, message in errors:
         assert "was lost after the server had answered" in message, message
         assert "TLS handshake" not in message
