@@ -9,6 +9,10 @@ subcommands, options and job ids and names for ``jobs`` and the ``jobsctl`` alia
 
 from __future__ import annotations
 
+import os
+import shlex
+import sys
+
 import asyncclick as click
 
 __all__ = ["ALIAS", "completion", "script"]
@@ -20,7 +24,7 @@ _BASH = """\
 # jobs: our subcommands go to the jobs tool, the rest to the shell's own `jobs`.
 jobs() {
     case "${1-}" in
-        %(words)s) command env jobs "$@" ;;
+        %(words)s) command %(tool)s "$@" ;;
         *) builtin jobs "$@" ;;
     esac
 }
@@ -30,7 +34,7 @@ _jobs_completion() {
     local response completion type value
     COMPREPLY=()
     response=$(env COMP_WORDS="${COMP_WORDS[*]}" COMP_CWORD="$COMP_CWORD" \\
-        _JOBS_COMPLETE=bash_complete jobs 2>/dev/null)
+        _JOBS_COMPLETE=bash_complete %(tool)s 2>/dev/null)
     for completion in $response; do
         IFS=',' read -r type value <<< "$completion"
         if [[ $type == dir ]]; then
@@ -51,7 +55,7 @@ _ZSH = """\
 # jobs: our subcommands go to the jobs tool, the rest to the shell's own `jobs`.
 jobs() {
     case "${1-}" in
-        (%(words)s) command env jobs "$@" ;;
+        (%(words)s) command %(tool)s "$@" ;;
         (*) builtin jobs "$@" ;;
     esac
 }
@@ -60,7 +64,7 @@ _jobs_completion() {
     local -a completions completions_with_descriptions response
     local type key descr
     response=("${(@f)$(env COMP_WORDS="${words[*]}" COMP_CWORD=$((CURRENT-1)) \\
-        _JOBS_COMPLETE=zsh_complete jobs 2>/dev/null)}")
+        _JOBS_COMPLETE=zsh_complete %(tool)s 2>/dev/null)}")
     for type key descr in ${response}; do
         if [[ "$type" == "plain" ]]; then
             if [[ "$descr" == "_" ]]; then
@@ -94,7 +98,7 @@ _FISH = """\
 function jobs --wraps jobs --description 'the jobs tool, or the builtin'
     switch "$argv[1]"
         case %(fish_words)s
-            command env jobs $argv
+            command %(tool)s $argv
         case '*'
             builtin jobs $argv
     end
@@ -102,7 +106,7 @@ end
 
 function __jobs_completion
     set -l response (env _JOBS_COMPLETE=fish_complete COMP_WORDS=(commandline -cp) \\
-        COMP_CWORD=(commandline -t) jobs 2>/dev/null)
+        COMP_CWORD=(commandline -t) %(tool)s 2>/dev/null)
     for completion in $response
         set -l metadata (string split -m 1 "," -- $completion)
         if test "$metadata[1]" = dir
@@ -124,14 +128,26 @@ _SCRIPTS = {"bash": _BASH, "zsh": _ZSH, "fish": _FISH}
 _OPTIONS = ("-h", "--help", "--version")
 
 
-def script(shell: str, subcommands: list[str]) -> str:
-    """The start-up script for ``shell``, routing ``subcommands`` to the tool."""
+def script(shell: str, subcommands: list[str], tool: str = "jobs") -> str:
+    """The start-up script for ``shell``, routing ``subcommands`` to ``tool`` (the
+    path of the `jobs` script, or a name PATH finds)."""
     words = [*subcommands, *_OPTIONS]
     return _SCRIPTS[shell] % {
         "words": "|".join(words),
         "fish_words": " ".join(words),
         "alias": ALIAS,
+        "tool": shlex.quote(tool) if tool != "jobs" else "env jobs",
     }
+
+
+def _this_tool() -> str:
+    """The path of the `jobs` (or alias) script running now, so that the set-up works
+    from a venv that is not on PATH (`eval "$(.venv/bin/jobs completion bash)"`);
+    ``jobs`` when run otherwise (from Python)."""
+    path = os.path.abspath(sys.argv[0])
+    if os.path.basename(path) in ("jobs", ALIAS) and os.access(path, os.X_OK):
+        return path
+    return "jobs"
 
 
 @click.command()
@@ -156,4 +172,4 @@ async def completion(ctx: click.Context, shell: str | None) -> None:
         raise click.UsageError(f"name the shell: jobs completion {'|'.join(sorted(_SCRIPTS))}")
     root = ctx.find_root().command
     assert isinstance(root, click.Group)
-    click.echo(script(shell, root.list_commands(ctx)), nl=False)
+    click.echo(script(shell, root.list_commands(ctx), _this_tool()), nl=False)

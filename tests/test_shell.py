@@ -82,12 +82,14 @@ def _controlling_tty() -> None:
 
 
 @contextlib.asynccontextmanager
-async def shell(name: str, server: RunningServer) -> AsyncIterator[Shell]:
+async def shell(name: str, server: RunningServer, *, on_path: bool = True) -> AsyncIterator[Shell]:
     """``name`` started interactively on a pty, with the client's settings in its
-    environment and the installed scripts first on PATH; killed on the way out."""
+    environment and the installed scripts first on PATH (unless not ``on_path``);
+    killed on the way out."""
     files = server.pki.clients["alice"]
+    path = os.environ.get("PATH", "/usr/bin:/bin")
     env = {
-        "PATH": f"{BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        "PATH": f"{BIN}:{path}" if on_path else path.replace(f"{BIN}:", ""),
         "HOME": os.environ.get("HOME", "/root"),
         "TERM": "dumb",
         "PS1": "$ ",
@@ -239,3 +241,19 @@ async def test_the_readme_tour_works_pasted_into_bash(server: RunningServer) -> 
     timeout = next(out for line, out in outputs.items() if "--timeout 1s" in line)
     assert "timed out after 1s" in timeout
     assert "exit 143" in timeout
+
+
+@_needs("bash")
+async def test_the_set_up_line_works_from_a_venv_not_on_path(server: RunningServer) -> None:
+    # `eval "$(.venv/bin/jobs completion bash)"`: the function and completion call
+    # that script by its path, not `jobs` on a PATH that does not have it.
+    async with shell("bash", server, on_path=False) as sh:
+        output, status = await sh.run("env jobs --version")
+        assert status != 0, output  # not on PATH
+        output, status = await sh.run(f'eval "$({BIN / "jobs"} completion bash)"')
+        assert status == 0, output
+        output, status = await sh.run("jobs run -f -- echo hi")
+        assert status == 0, output
+        assert "\nhi\r\n" in output.replace("\r\r", "\r")
+        offered = await _completions(sh, ["jobs", ""])
+        assert {"run", "ps", "logs"} <= offered, offered
