@@ -8,6 +8,7 @@ decoding in C is faster too.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -22,7 +23,7 @@ from grpclib.const import Cardinality, Status
 from grpclib.exceptions import GRPCError
 
 from gen import service_pb2 as wire
-from jobs.client import connection_errors, log_stream, open_channel
+from jobs.client import ConnectionFailed, connection_errors, log_stream, open_channel
 
 from ._errors import CliError
 from ._render import OutputWriter
@@ -144,6 +145,11 @@ def connection_options(command: F) -> F:
     return decorated  # type: ignore[no-any-return]
 
 
+CONNECT_TIMEOUT = 10.0
+"""Seconds to connect and finish the TLS handshake: a server that accepts but never
+answers (stopped, overloaded) must not hold a command for asyncio's 60 s."""
+
+
 @contextlib.asynccontextmanager
 async def connect(
     addr: str, ca: Path | None, cert: Path | None, key: Path | None
@@ -162,6 +168,14 @@ async def connect(
     )
     try:
         with connection_errors(addr, channel):
+            try:
+                async with asyncio.timeout(CONNECT_TIMEOUT):
+                    await channel.__connect__()
+            except TimeoutError:
+                raise ConnectionFailed(
+                    f"{addr} did not complete the TLS handshake within {CONNECT_TIMEOUT:g}s: "
+                    "is the server stopped or overloaded?"
+                ) from None
             yield Api(channel)
     finally:
         channel.close()

@@ -16,6 +16,7 @@ import pytest
 from harness import JOBS, running_server, serving
 from pki_fixtures import Certificates
 
+from cli._client import CONNECT_TIMEOUT
 from gen.jobs.v1 import RunRequest
 from jobs.client import _HANDSHAKE_REFUSED as HANDSHAKE_REFUSED
 from jobs.client import ConnectionFailed, connection_errors, logs, open_channel
@@ -132,3 +133,25 @@ async def test_a_server_killed_under_silent_waiters_is_no_refused_handshake(
         assert "was lost after the server had answered" in message, message
         assert "TLS handshake" not in message
     assert [status for status, _ in errors] == [125, 1]  # wait as docker's; logs
+
+
+async def test_a_stopped_server_is_given_up_on_at_the_handshake(
+    test_pki: Certificates, tmp_path: Path
+) -> None:
+    # SIGSTOPped, the server's kernel still accepts connections: only the TLS
+    # handshake tells, and the CLI gives up on it in CONNECT_TIMEOUT, not 60 s.
+    async with serving(test_pki, tmp_path / "state") as server:
+        assert server.process is not None
+        server.process.send_signal(signal.SIGSTOP)
+        try:
+            with anyio.fail_after(CONNECT_TIMEOUT + 10):
+                result = await anyio.run_process(
+                    [JOBS, "wait", "anything"], env=server.client_env(), check=False
+                )
+        finally:
+            server.process.send_signal(signal.SIGCONT)
+    assert result.returncode == 125
+    assert result.stderr.decode() == (
+        f"jobs: {server.address} did not complete the TLS handshake within "
+        f"{CONNECT_TIMEOUT:g}s: is the server stopped or overloaded?\n"
+    )
