@@ -173,8 +173,8 @@ async def connect(
                     await channel.__connect__()
             except TimeoutError:
                 raise ConnectionFailed(
-                    f"{addr} did not complete the TLS handshake within {CONNECT_TIMEOUT:g}s: "
-                    "is the server stopped or overloaded?"
+                    f"{addr} did not answer within {CONNECT_TIMEOUT:g}s (connection and TLS "
+                    "handshake): is the server stopped or overloaded?"
                 ) from None
             yield Api(channel)
     finally:

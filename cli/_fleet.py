@@ -26,7 +26,6 @@ from gen import service_pb2 as wire
 from gen.jobs import v1 as pb
 from jobs import fleet
 from jobs.errors import InvalidSelector
-from jobs.selectors import Selector
 
 from ._client import Server
 from ._fleet_options import FleetOptions
@@ -105,7 +104,7 @@ async def hosts_of(
     if options.on is not None:
         selection = _selection(options, names)
         if selection.selector is not None:
-            hosts = await _with_server_labels(options, server, hosts, selection.selector)
+            hosts = await _with_server_labels(options, server, hosts, selection)
         return fleet.select(hosts, selection)
     wanted = {job_id.partition("/")[0] for job_id in job_ids if "/" in job_id}
     for name in wanted:
@@ -115,13 +114,15 @@ async def hosts_of(
 
 
 async def _with_server_labels(
-    options: FleetOptions, server: Server, hosts: list[fleet.Host], selector: Selector
+    options: FleetOptions, server: Server, hosts: list[fleet.Host], selection: fleet.Selection
 ) -> list[fleet.Host]:
-    """``hosts``, those whose known labels (the inventory's, or registered in etcd) do
-    not name every key of ``selector`` with the labels their server reports (Info)
-    added, the known ones winning: ``--on`` selects on what ``jobs hosts`` shows. A
-    host that cannot tell is left out, with a line saying so."""
-    keys = {requirement.key for requirement in selector.requirements}
+    """``hosts`` with the labels their servers report (Info) over those the inventory
+    or etcd gave, as ``jobs hosts`` shows them, for the hosts whose known labels do
+    not name every key the selector asks about. A host that does not answer is
+    judged on what is known of it: kept when that matches (it then fails as
+    unreachable), else left out with a line saying so."""
+    assert selection.selector is not None
+    keys = {requirement.key for requirement in selection.selector.requirements}
     unsure = [host for host in hosts if not keys <= host.labels.keys()]
     if not unsure:
         return hosts
@@ -131,14 +132,14 @@ async def _with_server_labels(
     infos = {answer.host: answer for answer in answers}
     known = []
     for host in hosts:
-        if (answer := infos.get(host.name)) is None:
+        answer = infos.get(host.name)
+        if answer is not None and answer.info is not None:
+            known.append(dataclasses.replace(host, labels={**host.labels, **answer.info.labels}))
+        elif answer is None or selection.matches(host):
             known.append(host)
-        elif answer.info is None:
+        else:
             why = f"{answer.failure.value}: {answer.reason}" if answer.failure else answer.reason
             _warn(f"{host.name}: not selected: its server's labels are unknown ({why})")
-        else:
-            labels = {**answer.info.labels, **host.labels}
-            known.append(dataclasses.replace(host, labels=labels))
     return known
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "SIGNAL",
     "SIZE",
     "TIME",
+    "UINT32_MAX",
     "count",
     "parse_duration",
 ]
@@ -34,14 +35,19 @@ INT64_MAX = (1 << 63) - 1
 """The largest count or size a request carries; more is a usage error here, not a
 protobuf ValueError (the server refuses less than that where the kernel does)."""
 
-# The earliest time a protobuf Timestamp holds (RFC 3339 times cannot be later than
-# its latest, the end of the year 9999).
+# The times a protobuf Timestamp holds, whole seconds (its last fraction would round
+# up past the end on the way to nanoseconds).
 _EARLIEST = datetime.datetime(1, 1, 1, tzinfo=datetime.UTC).timestamp()
+_LATEST = datetime.datetime(9999, 12, 31, 23, 59, 59, tzinfo=datetime.UTC).timestamp()
 
 
-def count(minimum: int) -> click.IntRange:
-    """An integer option from ``minimum`` to ``INT64_MAX``."""
-    return click.IntRange(min=minimum, max=INT64_MAX)
+UINT32_MAX = (1 << 32) - 1
+"""The largest count of a uint32 field (pids, the caps Info reports)."""
+
+
+def count(minimum: int, maximum: int = INT64_MAX) -> click.IntRange:
+    """An integer option from ``minimum`` to ``maximum`` (what its field holds)."""
+    return click.IntRange(min=minimum, max=maximum)
 
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?|\.\d+)(ms|s|m|h|d)")
@@ -109,9 +115,15 @@ class PointInTime(click.ParamType[float]):
                 param,
                 ctx,
             )
-        if moment.tzinfo is None:
-            moment = moment.astimezone()  # a time without zone is local time
-        return moment.timestamp()
+        try:
+            if moment.tzinfo is None:
+                moment = moment.astimezone()  # a time without zone is local time
+            then = moment.timestamp()
+        except (ValueError, OverflowError):
+            then = _EARLIEST - 1  # before the year 1 in UTC
+        if not _EARLIEST <= then <= _LATEST:
+            self.fail(f"{value!r} is outside the years 1 to 9999 (UTC)", param, ctx)
+        return then
 
 
 class Size(click.ParamType[int]):

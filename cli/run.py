@@ -13,7 +13,7 @@ from jobs import IoRate, Namespace
 from ._client import Api, Server, connection_options, stream_output
 from ._errors import docker_exit_codes
 from ._fleet_options import FleetOptions, fleet_options, run_fleet_options
-from ._params import DURATION, ENV, IO_RATE, ISOLATION, LABEL, SIZE, count
+from ._params import DURATION, ENV, IO_RATE, ISOLATION, LABEL, SIZE, UINT32_MAX, count
 from ._render import end_note, exit_code
 
 __all__ = ["follow_to_end", "run"]
@@ -36,7 +36,7 @@ __all__ = ["follow_to_end", "run"]
     "--io-read", type=IO_RATE, multiple=True, help="Read bandwidth, [DEVICE=]RATE, e.g. 10M."
 )
 @click.option("--io-write", type=IO_RATE, multiple=True, help="Write bandwidth, [DEVICE=]RATE.")
-@click.option("--pids", type=count(1), help="Maximum number of processes.")
+@click.option("--pids", type=count(1, UINT32_MAX), help="Maximum number of processes.")
 @click.option("--isolate", type=ISOLATION, help="Namespaces: pid,mount,net.")
 @click.option("--timeout", type=DURATION, help="Stop the job after this long, e.g. 10m or 1h30m.")
 @click.argument("command", nargs=-1, required=True)

@@ -43,7 +43,7 @@ from jobs.server import (
 from jobs.server import serve as run_server
 
 from ._errors import CliError
-from ._params import DURATION, SIZE
+from ._params import DURATION, SIZE, UINT32_MAX, count
 from ._settings import (
     DEFAULT_ADDR,
     etcd_tls,
@@ -123,14 +123,14 @@ def _name(ctx: click.Context, param: click.Parameter, value: str | None) -> str:
 @role_oid_option
 @click.option(
     "--max-running",
-    type=click.IntRange(min=1),
+    type=count(1, UINT32_MAX),
     default=DEFAULT_MAX_RUNNING,
     show_default=True,
     help="Running jobs per account.",
 )
 @click.option(
     "--max-streams",
-    type=click.IntRange(min=1),
+    type=count(1, UINT32_MAX),
     default=DEFAULT_MAX_STREAMS,
     show_default=True,
     help="Open log streams per account.",

@@ -300,6 +300,7 @@ class FleetRun:
                         self.output,
                         timeout=self.timeout,
                         resume_window=self.resume_window,
+                        reached=True,
                     )
                     final = await self._retrying(
                         host, lambda: stub.wait(pb.WaitRequest(job_id=job.id))
@@ -307,10 +308,9 @@ class FleetRun:
                     del self._unfinished[host.name]
                 finally:
                     self._running.pop(host.name, None)
-                stopped = self._stopping() and final.job.state in (
-                    pb.JobState.STOPPED,
-                    pb.JobState.SIGNALED,
-                )
+                # STOPPED is the state of a job ended by a Stop: ours. SIGNALED would
+                # be a signal nobody asked for (a crash), a failure of its own.
+                stopped = self._stopping() and final.job.state == pb.JobState.STOPPED
                 failed = "a host" if self.max_failures == 1 else f"{self.max_failures} hosts"
                 note = f"stopped: {failed} failed" if stopped else ""
                 return HostResult(host.name, final.job, note=note, stopped_by_run=stopped)
@@ -378,6 +378,7 @@ async def stream_output(
     timestamps: bool = False,
     timeout: float = DEFAULT_HOST_TIMEOUT,
     resume_window: float = DEFAULT_RESUME_WINDOW,
+    reached: bool = False,
 ) -> None:
     """Feed ``job_id``'s output on ``host`` to ``output`` (to the job's end when
     following), resuming from the offset reached after a dropped connection: no
@@ -387,12 +388,14 @@ async def stream_output(
     ``selection`` narrows the output as ``jobs logs`` does: its ``tail_lines``,
     ``since``, ``until`` and ``streams`` are asked for (the rest of it is ignored);
     ``timestamps`` prefixes each line with its chunk's time (see ``LineStamper``).
+    ``reached`` says the host has just answered (a Run): it has the resume window
+    from the start, where one not heard from yet has ``timeout``.
     """
     received = False
     stamper = LineStamper() if timestamps else None
     # A host that never answered is unreachable after ``timeout``; one that did gets
     # ``resume_window`` from its last message to come back.
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + (resume_window if reached else timeout)
     delay = _FIRST_RETRY
     while True:
         request = wire.LogsRequest()
@@ -409,7 +412,9 @@ async def stream_output(
                 # half-open) must not hold an open-ended stream forever.
                 with anyio.fail_after(timeout):
                     await stub.status(pb.StatusRequest(job_id=job_id))
-                deadline = time.monotonic() + resume_window
+                if not reached:  # answered at last: from now on, the resume window
+                    reached = True
+                    deadline = max(deadline, time.monotonic() + resume_window)
                 async with log_stream(stub.channel, request) as messages:
                     message: wire.LogsResponse
                     async for message in messages:
