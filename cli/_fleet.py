@@ -506,7 +506,11 @@ async def wait_fleet(options: FleetOptions, server: Server, job_id: str) -> int:
             await stub.status(pb.StatusRequest(job_id=bare))
         return (await stub.wait(pb.WaitRequest(job_id=bare))).job
 
-    answers = await _on_hosts(options, server, pairs, wait)
+    try:
+        answers = await _on_hosts(options, server, pairs, wait)
+    except anyio.get_cancelled_exc_class():  # Ctrl-C stops waiting, not the jobs
+        _warn(f"stopped waiting for job {job_id}; it is still running where it ran")
+        raise
     status = _report(answers, [job_id], hosts)
     results = [
         fleet.HostResult(host, answer)
@@ -554,8 +558,13 @@ async def logs_fleet(
             merger.end(host.name)
         return True
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(merger.flush_partials)
-        answers = await _on_hosts(options, server, pairs, stream)
-        tg.cancel_scope.cancel()
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(merger.flush_partials)
+            answers = await _on_hosts(options, server, pairs, stream)
+            tg.cancel_scope.cancel()
+    except anyio.get_cancelled_exc_class():
+        if request.follow:  # Ctrl-C stops following, as `jobs logs -f` says
+            _warn(f"stopped following job {job_id}")
+        raise
     return _report(answers, [job_id], hosts)

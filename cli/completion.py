@@ -136,8 +136,16 @@ def script(shell: str, subcommands: list[str], tool: str = "jobs") -> str:
         "words": "|".join(words),
         "fish_words": " ".join(words),
         "alias": ALIAS,
-        "tool": shlex.quote(tool) if tool != "jobs" else "env jobs",
+        "tool": _quote(shell, tool) if tool != "jobs" else "env jobs",
     }
+
+
+def _quote(shell: str, word: str) -> str:
+    """``word`` as one word of ``shell``: fish's single quotes take ``\\`` and ``\'``
+    as escapes, POSIX shells' take nothing."""
+    if shell == "fish":
+        return "'" + word.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return shlex.quote(word)
 
 
 def _this_tool() -> str:

@@ -495,3 +495,23 @@ async def test_ctrl_c_stops_following_the_fleet_not_its_jobs(fleet: Fleet) -> No
         assert [job["state"] for job in json.loads(listed.stdout)["jobs"]] == ["running"]
         killed = await jobs(fleet, "kill", "--grace", "0", host_job)
         assert killed.status == 0, killed.stderr
+
+
+async def test_ctrl_c_stops_following_and_waiting_on_hosts_with_a_line(fleet: Fleet) -> None:
+    started = await jobs(fleet, "run", "--on", "h6", "--", "sh", "-c", "echo up; exec sleep 60")
+    job = started.stdout.decode().strip()
+    bare = job.split("/")[1]
+    for command, line in (
+        (["logs", "--on", "h6,h7", "-f", bare], f"jobs: stopped following job {bare}"),
+        (["wait", "--on", "h6,h7", bare], f"jobs: stopped waiting for job {bare}; "),
+    ):
+        async with await anyio.open_process([JOBS, *command], env=fleet.env()) as process:
+            assert process.stderr is not None
+            with anyio.fail_after(20):
+                await anyio.sleep(2)  # following / waiting by now
+                process.send_signal(signal.SIGINT)
+                assert await process.wait() == 130
+                stderr = b"".join([piece async for piece in process.stderr]).decode()
+        assert stderr.startswith(line), stderr
+        assert stderr.count("\n") == 1, stderr
+    assert (await jobs(fleet, "kill", "--grace", "0", job)).status == 0

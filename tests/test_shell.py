@@ -257,3 +257,29 @@ async def test_the_set_up_line_works_from_a_venv_not_on_path(server: RunningServ
         assert "\nhi\r\n" in output.replace("\r\r", "\r")
         offered = await _completions(sh, ["jobs", ""])
         assert {"run", "ps", "logs"} <= offered, offered
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=_needs(n)) for n in ("bash", "zsh", "fish")]
+)
+async def test_the_set_up_quotes_an_awkward_path(
+    name: str, server: RunningServer, tmp_path: Path
+) -> None:
+    # Spaces, a quote and two backslashes in a directory name: each shell's own
+    # quoting (fish's single quotes take escapes, POSIX shells' do not).
+    odd = tmp_path / "my tools 'q' \\\\x"
+    odd.mkdir()
+    (odd / "jobs").symlink_to(BIN / "jobs")
+    path = str(odd / "jobs")
+    if name == "fish":
+        tool = path.replace("\\", "\\\\").replace("'", "\\'")
+        setup = f"'{tool}' completion fish | source"
+    else:
+        tool = path.replace("'", "'\\''")
+        setup = f"eval \"$('{tool}' completion {name})\""
+    async with shell(name, server, on_path=False) as sh:
+        output, status = await sh.run(setup)
+        assert status == 0, output
+        output, status = await sh.run("jobs run -f -- echo hi")
+        assert status == 0, output
+        assert "\nhi\r\n" in output.replace("\r\r", "\r")
