@@ -17,7 +17,7 @@ from typing import Any
 import asyncclick as click
 
 from gen import service_pb2 as wire
-from jobs.client import LineStamper, utc_time
+from jobs.client import LineStamper, docker_exit_code, utc_time
 
 __all__ = [
     "SHORT_ID",
@@ -33,11 +33,6 @@ __all__ = [
 
 SHORT_ID = 8
 """Characters of an id in tables, as docker shows 12 of its 64."""
-
-EXIT_TIMED_OUT = 124
-"""A timed-out job that exited 0 after its SIGTERM still failed: timeout(1)'s code."""
-EXIT_NO_STATUS = 125
-"""A job whose end was never observed (lost in a crash): no code to pass on."""
 
 
 def short_id(job: wire.Job) -> str:
@@ -57,13 +52,11 @@ def _ended(job: wire.Job) -> bool:
 def exit_code(job: wire.Job) -> int:
     """The exit status of ``run -f`` and ``wait``, as ``docker run``'s: the job's code,
     or 128 + the signal that killed it; a timed-out job never exits 0."""
-    if job.HasField("exit_code"):
-        if job.state == wire.JOB_STATE_TIMED_OUT and job.exit_code == 0:
-            return EXIT_TIMED_OUT
-        return job.exit_code
-    if job.HasField("signal"):
-        return 128 + job.signal
-    return EXIT_NO_STATUS
+    return docker_exit_code(
+        job.exit_code if job.HasField("exit_code") else None,
+        job.signal if job.HasField("signal") else None,
+        timed_out=job.state == wire.JOB_STATE_TIMED_OUT,
+    )
 
 
 def _signal_name(number: int) -> str:

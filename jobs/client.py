@@ -27,10 +27,13 @@ from gen import service_pb2 as wire
 from ._tls import client_context as _client_context
 
 __all__ = [
+    "EXIT_NO_STATUS",
+    "EXIT_TIMED_OUT",
     "ConnectionFailed",
     "LineStamper",
     "client_tls",
     "connection_errors",
+    "docker_exit_code",
     "log_stream",
     "logs",
     "open_channel",
@@ -196,3 +199,21 @@ class LineStamper:
             out.append((prefix if start else b"") + line + (b"" if last else b"\n"))
         self._at_line_start[message.stream] = data.endswith(b"\n")
         return b"".join(out)
+
+
+EXIT_TIMED_OUT = 124
+"""A timed-out job that exited 0 after its SIGTERM still failed: timeout(1)'s code."""
+EXIT_NO_STATUS = 125
+"""A job whose end was never seen (lost when its server went down): docker's "the
+daemon failed", as no code of the job's can be passed on."""
+
+
+def docker_exit_code(code: int | None, signal: int | None, *, timed_out: bool = False) -> int:
+    """A job's end as ``docker run`` exits: its code, 128 + the signal that killed it,
+    ``EXIT_NO_STATUS`` with neither; ``EXIT_TIMED_OUT`` for a timed-out job that
+    exited 0."""
+    if code is not None:
+        return EXIT_TIMED_OUT if timed_out and code == 0 else code
+    if signal is not None:
+        return 128 + signal
+    return EXIT_NO_STATUS

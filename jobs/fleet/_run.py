@@ -19,7 +19,7 @@ from grpclib.const import Status
 
 from gen import service_pb2 as wire
 from gen.jobs import v1 as pb
-from jobs.client import LineStamper, log_stream
+from jobs.client import LineStamper, docker_exit_code, log_stream
 
 from ._connect import DEFAULT_HOST_TIMEOUT, Failure, HostFailed, Identity, host_errors, open_host
 from ._fanout import DEFAULT_PARALLEL
@@ -63,21 +63,10 @@ class Output(Protocol):
         """``host`` sends no more output."""
 
 
-EXIT_TIMED_OUT = 124
-"""The code of a timed-out job that exited 0 after its SIGTERM: it still failed."""
-EXIT_NO_STATUS = 125
-"""The code of a job whose end was never seen (lost when its server went down), as
-``jobs wait`` exits for one: docker's "the daemon failed"."""
-
-
 def job_exit_code(job: pb.Job) -> int:
     """A job's code as a shell reports it: its exit code, or 128 + its signal; 125
     when it has neither (lost)."""
-    if job.exit_code is not None:
-        return int(job.exit_code)
-    if job.signal is not None:
-        return 128 + int(job.signal)
-    return EXIT_NO_STATUS
+    return docker_exit_code(job.exit_code, job.signal)
 
 
 @dataclass
@@ -114,9 +103,9 @@ class HostResult:
             return EXIT_UNREACHABLE
         if self.job is None or not self.ended or self.stopped_by_run:
             return 0  # a job the run stopped hides no failure of its own
-        code = job_exit_code(self.job)
-        if code == 0 and self.job.state == pb.JobState.TIMED_OUT:
-            return EXIT_TIMED_OUT  # as `jobs run -f` on one host, and timeout(1)
+        # As `jobs run -f` on one host: a timed-out job never exits 0.
+        timed_out = self.job.state == pb.JobState.TIMED_OUT
+        code = docker_exit_code(self.job.exit_code, self.job.signal, timed_out=timed_out)
         # A job stopped "exited 0" only by accident.
         return code or (0 if self.job.state == pb.JobState.EXITED else 1)
 
