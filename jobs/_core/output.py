@@ -537,6 +537,7 @@ class LogReader:
         take = 0
         consumed = 0
         until = self._selection.until_ns
+        one_time = self._selection.chunk_times
         for offset, time_ns, length, stream in _RECORD.iter_unpack(raw):
             if until is not None and time_ns >= until:
                 if first_stream < 0:
@@ -545,11 +546,7 @@ class LogReader:
                 break
             if first_stream < 0:
                 first_stream, first_time = stream, time_ns
-            elif (
-                stream != first_stream
-                or take >= limit
-                or (self._selection.chunk_times and time_ns != first_time)
-            ):
+            elif stream != first_stream or take >= limit or (one_time and time_ns != first_time):
                 break
             begin = max(offset, self._pos + take)
             available = offset + length - begin

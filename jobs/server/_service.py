@@ -8,7 +8,7 @@ maps them to statuses in one table (``_guard.STATUS``).
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from google.protobuf.message import Message
@@ -59,6 +59,8 @@ _NAMESPACES = {wire.Namespace.Value(name): ns for ns, name in _NAMESPACE_NAMES.i
 _WIRE_STREAMS = {Stream.STDOUT: wire.STREAM_STDOUT, Stream.STDERR: wire.STREAM_STDERR}
 
 Request = TypeVar("Request", bound=Message)
+K = TypeVar("K")
+T = TypeVar("T")
 
 
 class JobService:
@@ -275,18 +277,13 @@ def encode_log_item(item: Chunk | Gap) -> bytes:
 
 def spec_from_request(request: wire.RunRequest) -> JobSpec:
     """The core's job spec for a Run request; ``InvalidArgument`` when it is malformed."""
-    isolation = set()
-    for namespace in request.isolation:
-        if namespace not in _NAMESPACES:
-            raise InvalidArgument(f"unknown namespace {namespace!r}")
-        isolation.add(_NAMESPACES[namespace])
     return JobSpec(
         argv=tuple(request.command),
         env=tuple((var.name, var.value) for var in request.env),
         cwd=request.cwd or None,
         timeout=request.timeout_seconds if request.HasField("timeout_seconds") else None,
         limits=_limits(request.limits) if request.HasField("limits") else Limits(),
-        isolation=frozenset(isolation),
+        isolation=_decoded(request.isolation, _NAMESPACES, "namespace"),
         name=request.name or None,
         labels=tuple(sorted(request.labels.items())),
         user=request.user or None,
@@ -295,20 +292,25 @@ def spec_from_request(request: wire.RunRequest) -> JobSpec:
 
 def selection_from_request(request: wire.LogsRequest) -> Selection:
     """The core's log selection for a Logs request; ``InvalidArgument`` when malformed."""
-    streams = set()
-    for stream in request.streams:
-        if stream not in _STREAMS:
-            raise InvalidArgument(f"unknown stream {stream!r}")
-        streams.add(_STREAMS[stream])
+    streams = _decoded(request.streams, _STREAMS, "stream")
     since = _nanoseconds(request, "since")
     until = _nanoseconds(request, "until")
     return Selection(
-        streams=frozenset(streams),
+        streams=streams,
         tail_lines=request.tail_lines if request.HasField("tail_lines") else None,
         since_ns=since,
         until_ns=until,
         chunk_times=request.timestamps,
     )
+
+
+def _decoded(numbers: Iterable[K], table: Mapping[K, T], what: str) -> frozenset[T]:
+    """The core's values of a repeated enum field; ``InvalidArgument`` naming the
+    first number the table does not know."""
+    for number in numbers:
+        if number not in table:
+            raise InvalidArgument(f"unknown {what} {number!r}")
+    return frozenset(table[number] for number in numbers)
 
 
 def _nanoseconds(request: wire.LogsRequest, name: str) -> int | None:
