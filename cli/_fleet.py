@@ -349,6 +349,13 @@ async def run_fleet(
 # -- ps, kill, wait, logs -----------------------------------------------------------------
 
 
+async def _status(stub: pb.JobServiceStub, job_id: str, timeout: float) -> pb.Job:
+    """The job's status, within ``timeout``: a host that hangs (stopped, half-open) is
+    unreachable then, before a longer call (Stop, Wait) is made of it."""
+    with anyio.fail_after(timeout):
+        return (await stub.status(pb.StatusRequest(job_id=job_id))).job
+
+
 def _not_found(exc: fleet.HostFailed) -> bool:
     return exc.status is Status.NOT_FOUND
 
@@ -438,10 +445,10 @@ async def ps_fleet(
         pairs = [(host, "") for host in hosts]
 
     async def jobs_of(host: fleet.Host, stub: pb.JobServiceStub, job_id: str) -> list[pb.Job]:
-        with anyio.fail_after(options.host_timeout):
-            if not job_id:
+        if not job_id:
+            with anyio.fail_after(options.host_timeout):
                 return list((await stub.list(listing)).jobs)
-            return [(await stub.status(pb.StatusRequest(job_id=job_id))).job]
+        return [await _status(stub, job_id, options.host_timeout)]
 
     listing = pb.ListRequest().parse(request.SerializeToString())
     answers = await _on_hosts(options, server, pairs, jobs_of)
@@ -479,10 +486,8 @@ async def kill_fleet(
     bound = 2 * options.host_timeout + (grace if grace is not None else _SERVER_GRACE)
 
     async def stop(host: fleet.Host, stub: pb.JobServiceStub, job_id: str) -> pb.Job:
-        # Status first, bounded: a host that hangs is unreachable after --host-timeout,
-        # and a job it does not have is NOT_FOUND then, not after the whole grace.
-        with anyio.fail_after(options.host_timeout):
-            await stub.status(pb.StatusRequest(job_id=job_id))
+        # Status first: a job the host does not have is NOT_FOUND then, not after the grace.
+        await _status(stub, job_id, options.host_timeout)
         with anyio.fail_after(bound):
             request = pb.StopRequest(job_id=job_id, grace_seconds=grace, signal=sig)
             return (await stub.stop(request)).job
@@ -501,9 +506,7 @@ async def wait_fleet(options: FleetOptions, server: Server, job_id: str) -> int:
     pairs = _split(job_id, hosts)
 
     async def wait(host: fleet.Host, stub: pb.JobServiceStub, bare: str) -> pb.Job:
-        # Status first, bounded: a host that hangs is unreachable, not waited on forever.
-        with anyio.fail_after(options.host_timeout):
-            await stub.status(pb.StatusRequest(job_id=bare))
+        await _status(stub, bare, options.host_timeout)  # not waited on forever
         return (await stub.wait(pb.WaitRequest(job_id=bare))).job
 
     try:
